@@ -1,0 +1,36 @@
+"""The ``difflsrec`` command: one entry point, a sub-command per step of the data flow."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="difflsrec",
+    help="DiffLSRec: train and evaluate the diffusion long/short-term recommender offline, and serve it "
+    "in real time from Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _mount() -> None:
+    from model.data.cli import app as data_app
+
+    app.add_typer(data_app, name="data", help="Fetch and prepare interaction datasets.")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    _mount()
+    app()
+
+
+if __name__ == "__main__":
+    main()

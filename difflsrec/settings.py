@@ -1,0 +1,55 @@
+"""Settings shared by every process kind (CLI, trainer, worker, bootstrap).
+
+One pydantic-settings base so that an environment variable means the same thing everywhere
+(including docker-compose): ``DIFFLSREC_HOME``, ``DIFFLSREC_DEVICE``, ``DIFFLSREC_SEED`` ...
+Process-specific settings (the worker's topics, the bootstrap schedule) subclass :class:`CommonSettings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "difflsrec"
+
+
+class CommonSettings(BaseSettings):
+    """Paths, device and seed; every other settings class extends this one."""
+
+    model_config = SettingsConfigDict(env_prefix="DIFFLSREC_", extra="ignore", validate_default=True)
+
+    home: Path = Field(default_factory=default_home, description="root for datasets, caches, runs and the model registry")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present")
+    seed: int = 0
+    log_level: str = "INFO"
+
+    @property
+    def data_dir(self) -> Path:
+        """Raw dataset files (fetched or copied by the user)."""
+        return self.home / "data"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Prepared datasets, keyed by a hash of input + options."""
+        return self.home / "prepared"
+
+    @property
+    def registry_dir(self) -> Path:
+        """Versioned model artifacts and the LATEST pointer."""
+        return self.home / "registry"
+
+
+def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821 - torch imported lazily
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+    return torch.device(device)

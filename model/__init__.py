@@ -1,0 +1,1 @@
+"""Everything a user can run offline: data, features, networks, training, evaluation, artifacts."""

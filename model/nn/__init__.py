@@ -1,0 +1,1 @@
+"""DiffLSRec networks: encoders, noise schedule, denoiser, and the model."""
