@@ -1,0 +1,107 @@
+"""``difflsrec data fetch | prepare | info``."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import typer
+
+from difflsrec.settings import CommonSettings
+from model.data.fetch import DATASETS, amazon2023_instructions, fetch as fetch_dataset
+from model.data.formats import FORMATS, ReadOptions, head
+from model.data.prepare import PrepareOptions, prepare as prepare_dataset, summary
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+FORMAT_HELP = f"'auto' or one of: {', '.join(FORMATS)}"
+
+
+@app.command()
+def fetch(
+    name: str = typer.Argument(..., help=f"{' | '.join(DATASETS)} | amazon2023"),
+    category: str = typer.Argument(None, help="amazon2023 only: category, e.g. Cell_Phones_and_Accessories"),
+    dest: Path = typer.Option(None, help="data dir (default: $DIFFLSREC_HOME/data)"),
+    force: bool = typer.Option(False, help="fetch again even if the file exists"),
+) -> None:
+    """Download a small public dataset into the data dir (or say where Amazon 2023 files live)."""
+    if name == "amazon2023":
+        typer.echo(amazon2023_instructions(category or "Cell_Phones_and_Accessories"))
+        return
+    typer.echo(fetch_dataset(name, dest=dest, force=force))
+
+
+@app.command()
+def prepare(
+    input: list[Path] = typer.Option(..., "--input", "-i", help="interaction file(s); several are concatenated"),
+    format: str = typer.Option("auto", help=FORMAT_HELP),
+    kcore: int = typer.Option(5, help="minimum interactions per user and item (0 = off)"),
+    users: int = typer.Option(None, help="random subset of this many users (after the k-core)"),
+    seed: int = typer.Option(0, help="seed of the user subset"),
+    split: str = typer.Option("loo", help="loo | timeline"),
+    timeline_cuts: tuple[float, float] = typer.Option((0.8, 0.9), help="timeline split: valid and test time quantiles"),
+    item_key: str = typer.Option("parent_asin", help="Amazon 2023: parent_asin | asin"),
+    max_malformed: float = typer.Option(0.01, help="fraction of malformed lines tolerated"),
+    user_col: str = typer.Option(None, help="csv: user column name"),
+    item_col: str = typer.Option(None, help="csv: item column name"),
+    time_col: str = typer.Option(None, help="csv: timestamp column name"),
+    time_unit: str = typer.Option("auto", help="auto | s | ms"),
+    cache_dir: Path = typer.Option(None, help="default: $DIFFLSREC_HOME/prepared"),
+) -> None:
+    """Prepare a dataset (or load it from the cache) and print a summary."""
+    read = ReadOptions(
+        format=format, item_key=item_key, user_col=user_col, item_col=item_col, time_col=time_col,
+        time_unit=time_unit, max_malformed=max_malformed,
+    )
+    options = PrepareOptions(read=read, kcore=kcore, users=users, seed=seed, split=split, timeline_cuts=timeline_cuts)
+    started = time.perf_counter()
+    dataset = prepare_dataset([_resolve_input(p) for p in input], options, cache_dir=cache_dir)
+    elapsed = time.perf_counter() - started
+    numbers = summary(dataset)
+    typer.echo(f"format        {dataset.meta['format']}")
+    for key, value in numbers.items():
+        typer.echo(f"{key:<20} {value:.6f}" if isinstance(value, float) else f"{key:<20} {value}")
+    for step in dataset.meta["steps"]:
+        typer.echo(
+            f"  {step['step']:<28} users {step['users']:>9}  items {step['items']:>9}"
+            f"  interactions {step['interactions']:>10}"
+        )
+    malformed = sum(r["malformed"] for r in dataset.meta["malformed"])
+    typer.echo(f"malformed lines      {malformed}")
+    if dataset.split.info:
+        typer.echo(f"split info           {json.dumps(dataset.split.info)}")
+    origin = "loaded from cache" if dataset.meta.get("from_cache") else "built"
+    typer.echo(f"cache                {dataset.meta['cache_path']} ({origin} in {elapsed:.2f} s)")
+
+
+@app.command()
+def info(
+    file: Path = typer.Argument(..., help="interaction file"),
+    format: str = typer.Option("auto", help=FORMAT_HELP),
+    rows: int = typer.Option(5, help="how many parsed rows to show"),
+    item_key: str = typer.Option("parent_asin", help="Amazon 2023: parent_asin | asin"),
+) -> None:
+    """Print the detected format and the first parsed rows of a file."""
+    fmt, parsed, report = head(_resolve_input(file), rows, ReadOptions(format=format, item_key=item_key))
+    typer.echo(f"format     {fmt}  (timestamps in {report.time_unit})")
+    for user, item, ts in parsed:
+        typer.echo(f"user {user!s:<20} item {item!s:<20} time {ts} ({_utc(ts)})")
+    if report.malformed:
+        typer.echo(f"malformed  {report.malformed} of the first {report.lines} lines: {report.examples}")
+
+
+def _utc(seconds: int) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
+
+
+def _resolve_input(path: Path) -> Path:
+    """A path as given, or else relative to the data dir (so `ml-1m/ratings.dat` works after fetch)."""
+    if path.exists():
+        return path
+    in_data_dir = CommonSettings().data_dir / path
+    return in_data_dir if in_data_dir.exists() else path
