@@ -17,9 +17,11 @@ app = typer.Typer(
 
 
 def _mount() -> None:
+    from model.cli import app as model_app
     from model.data.cli import app as data_app
 
     app.add_typer(data_app, name="data", help="Fetch and prepare interaction datasets.")
+    app.registered_commands.extend(model_app.registered_commands)  # train, evaluate, benchmark, models
 
 
 @app.callback()

@@ -51,6 +51,24 @@ class FeatureView:
         return cls(intervals=intervals, freqs=stats.frequency_bucket(seq.items))
 
 
+def left_align(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Roll each row of a left-padded (B, L) or (B, L, d) tensor so its n[b] real entries come first.
+
+    A recurrent or causal encoder run on the rolled rows sees every history from step 0 with the
+    padding after it, so outputs at real positions cannot depend on how much padding the batch added.
+    """
+    L = x.size(1)
+    idx = (torch.arange(L, device=x.device) + (L - n)[:, None]) % L
+    if x.dim() == 3:
+        idx = idx.unsqueeze(-1).expand(-1, -1, x.size(2))
+    return x.gather(1, idx)
+
+
+def last_real(h: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """(B, L, d) outputs over left-aligned rows -> (B, d) output after each row's most recent item."""
+    return h[torch.arange(h.size(0), device=h.device), (n - 1).clamp(min=0)]
+
+
 def collate(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], users, targets=None) -> SeqBatch:
     """rows: (items, intervals, freqs) per user, chronological; left-padded to the longest row."""
     B = len(rows)

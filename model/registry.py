@@ -30,6 +30,7 @@ class Recommender(nn.Module):
     name: ClassVar[str]
     Config: ClassVar[type]
     trainable: ClassVar[bool] = True
+    preset: ClassVar[dict] = {}  # config defaults of a named variant (e.g. an ablation of the same class)
 
     def __init__(self, n_items: int, config: Any, stats: FeatureStats):
         super().__init__()
@@ -92,7 +93,7 @@ def make_config(name: str, overrides: dict | None = None):
     unknown = set(overrides) - known
     if unknown:
         raise ValueError(f"{name}: unknown hyper-parameters {sorted(unknown)}; known: {sorted(known)}")
-    return cls.Config(**overrides)
+    return cls.Config(**{**cls.preset, **overrides})
 
 
 def build(name: str, n_items: int, stats: FeatureStats, overrides: dict | None = None) -> Recommender:

@@ -1,0 +1,170 @@
+"""``difflsrec benchmark``: prepare one dataset, train every requested model on the same split, evaluate
+all of them with the same full-ranking code on the same test examples, and write results.json/.md.
+
+The test split is touched exactly once per trained model, after training has picked its best epoch on
+validation. Seeds are reported individually and as mean +- std; per-user metrics give bootstrap
+confidence intervals and a paired test of DiffLSRec against the best baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.artifact import save_artifact
+from model.batching import FeatureView
+from model.data.dataset import PreparedDataset
+from model.evaluation import EvalResult, evaluate, paired_test
+from model.features import FeatureStats
+from model.registry import build, get
+from model.training import TrainConfig, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+KEY_METRICS = ("HR@10", "NDCG@10", "MRR@10", "Precision@10")
+
+
+@dataclass
+class FeatureOptions:
+    interval_transform: str = "log1p"
+    freq_transform: str = "log1p"
+    n_freq_buckets: int = 32
+
+
+def fit_features(data: PreparedDataset, opts: FeatureOptions | None = None) -> FeatureStats:
+    opts = opts or FeatureOptions()
+    seq = data.sequences
+    return FeatureStats.fit(seq.items, seq.times, seq.offsets, data.split.train_len, seq.n_items, **dataclasses.asdict(opts))
+
+
+@dataclass
+class ModelRun:
+    model: str
+    seed: int
+    test: EvalResult
+    valid: dict[str, float]
+    best_epoch: int
+    epochs: int
+    train_seconds: float
+    epoch_seconds: list[float]
+    config: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, overrides: dict, train_cfg: TrainConfig, ks=(10,), filter_seen: bool = True, save_dir: Path | None = None) -> ModelRun:
+    seed_everything(train_cfg.seed)  # model initialisation depends on the seed too
+    model = build(name, data.sequences.n_items, stats, overrides)
+    result = train(model, data, stats, train_cfg, features)
+    device = next(iter(model.parameters()), torch.zeros(0)).device
+    test = evaluate(model, data, features, data.split.test, ks=ks, filter_seen=filter_seen, batch_size=train_cfg.eval_batch_size, device=device)
+    if save_dir is not None:
+        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid})
+    return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, dataclasses.asdict(model.config), result.history)
+
+
+def summarise(runs: list[ModelRun]) -> dict:
+    """Mean, std over seeds, bootstrap CI (pooled over seeds' per-user values) and per-seed details."""
+    means = [r.test.mean() for r in runs]
+    keys = list(means[0])
+    out: dict = {k: float(np.mean([m[k] for m in means])) for k in keys}
+    out["std"] = {k: float(np.std([m[k] for m in means], ddof=1)) if len(runs) > 1 else 0.0 for k in keys}
+    pooled = EvalResult(users=np.concatenate([r.test.users for r in runs]), ranks=np.concatenate([r.test.ranks for r in runs]), per_example={k: np.concatenate([r.test.per_example[k] for r in runs]) for k in keys})
+    out["ci95"] = {k: list(v) for k, v in pooled.bootstrap_ci().items()}
+    out["train_seconds"] = float(np.mean([r.train_seconds for r in runs]))
+    out["epochs"] = float(np.mean([r.epochs for r in runs]))
+    out["best_epoch"] = float(np.mean([r.best_epoch for r in runs]))
+    all_epochs = [s for r in runs for s in r.epoch_seconds]
+    out["seconds_per_epoch_median"] = float(statistics.median(all_epochs)) if all_epochs else 0.0
+    out["valid"] = {k: float(np.mean([r.valid.get(k, 0.0) for r in runs])) for k in runs[0].valid}
+    out["config"] = runs[0].config
+    out["per_seed"] = [{"seed": r.seed, **r.test.mean(), "valid": r.valid, "best_epoch": r.best_epoch, "epochs": r.epochs, "train_seconds": r.train_seconds} for r in runs]
+    return out
+
+
+def run_benchmark(
+    data: PreparedDataset,
+    models: list[str],
+    out: Path,
+    seeds: list[int],
+    train_cfg: TrainConfig,
+    overrides: dict[str, dict] | None = None,
+    feature_opts: FeatureOptions | None = None,
+    ks=(10,),
+    filter_seen: bool = True,
+    dataset_name: str | None = None,
+    save_models: bool = True,
+) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in models:
+        get(name)  # fail fast on an unknown name, before hours of training
+    stats = fit_features(data, feature_opts)
+    features = FeatureView.build(data, stats)
+    runs: dict[str, list[ModelRun]] = {}
+    for name in models:
+        for seed in seeds:
+            log.info("training %s (seed %d)", name, seed)
+            cfg = dataclasses.replace(train_cfg, seed=seed)
+            save_dir = out / "models" / name / f"seed{seed}" if save_models else None
+            runs.setdefault(name, []).append(train_and_test(name, data, stats, features, (overrides or {}).get(name, {}), cfg, ks, filter_seen, save_dir))
+            _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name)  # partial results survive a crash
+    return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name)
+
+
+def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name) -> dict:
+    seq = data.sequences
+    results = {
+        "dataset": dataset_name or data.meta.get("source", "?"),
+        "data_hash": data.hash,
+        "n_users": seq.n_users,
+        "n_items": seq.n_items,
+        "n_interactions": seq.n_interactions,
+        "split": data.split.name,
+        "n_test": len(data.split.test),
+        "protocol": {"ranking": "full catalogue", "filter_seen": filter_seen, "ks": list(ks), "model_selection": "validation " + train_cfg.valid_metric},
+        "seeds": seeds,
+        "train": dataclasses.asdict(train_cfg),
+        "features": dataclasses.asdict(feature_opts or FeatureOptions()),
+        "results": {name: summarise(rs) for name, rs in runs.items()},
+        "significance": significance(runs),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(to_markdown(results))
+    return results
+
+
+def significance(runs: dict[str, list[ModelRun]], metric: str = "NDCG@10") -> dict:
+    """Paired tests of every DiffLSRec variant against the best other model (first seed of each)."""
+    ours = [n for n in runs if n.startswith("difflsrec")]
+    baselines = [n for n in runs if not n.startswith("difflsrec")]
+    if not ours or not baselines:
+        return {}
+    best = max(baselines, key=lambda n: np.mean([r.test.mean()[metric] for r in runs[n]]))
+    return {f"{o}_vs_{best}": {"metric": metric, **paired_test(runs[o][0].test, runs[best][0].test, metric)} for o in ours}
+
+
+def to_markdown(results: dict) -> str:
+    lines = [
+        f"# Benchmark: {results['dataset']}",
+        "",
+        f"{results['n_users']} users, {results['n_items']} items, {results['n_interactions']} interactions; split `{results['split']}` "
+        f"({results['n_test']} test examples); full-catalogue ranking, seen items {'filtered' if results['protocol']['filter_seen'] else 'kept'}; "
+        f"model selection on {results['protocol']['model_selection']}; seeds {results['seeds']} (mean ± std over seeds).",
+        "",
+        "| model | HR@10 | NDCG@10 | MRR@10 | Precision@10 | NDCG@10 95% CI | valid NDCG@10 | best epoch | s/epoch | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["results"].items():
+        cells = [f"{r[k]:.4f} ± {r['std'][k]:.4f}" for k in KEY_METRICS]
+        ci = r["ci95"]["NDCG@10"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | [{ci[0]:.4f}, {ci[1]:.4f}] | {r['valid'].get('NDCG@10', 0):.4f} | {r['best_epoch']:.0f} | {r['seconds_per_epoch_median']:.1f} | {r['train_seconds']:.0f} |")
+    for key, test in results.get("significance", {}).items():
+        lines += ["", f"Paired test {key} ({test['metric']}): mean difference {test['mean_diff']:+.4f}, t-test p = {test['t_pvalue']:.3g}, Wilcoxon p = {test['wilcoxon_pvalue']:.3g}."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,162 @@
+"""``difflsrec train | evaluate | benchmark | models``: the offline commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+from model.data.formats import ReadOptions
+from model.data.prepare import PrepareOptions, prepare
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = "difflsrec,sasrec,gru4rec,pop"
+
+
+def parse_value(text: str):
+    """'0.2' -> 0.2, 'true' -> True, 'null' -> None, anything else stays a string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_sets(pairs: list[str], prefixed: bool) -> dict:
+    """['sasrec.dropout=0.5', ...] -> {'sasrec': {'dropout': 0.5}} (prefixed) or {'dropout': 0.5}."""
+    out: dict = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise typer.BadParameter(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        if prefixed:
+            if "." not in key:
+                raise typer.BadParameter(f"--set expects MODEL.KEY=VALUE, got {pair!r}")
+            model, key = key.split(".", 1)
+            out.setdefault(model, {})[key] = parse_value(value)
+        else:
+            out[key] = parse_value(value)
+    return out
+
+
+def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, seed: int, split: str, item_key: str = "parent_asin"):
+    from model.data.cli import _resolve_input
+
+    options = PrepareOptions(read=ReadOptions(format=format, item_key=item_key), kcore=kcore, users=users, seed=seed, split=split)
+    return prepare([_resolve_input(p) for p in input], options)
+
+
+def train_config(epochs: int, patience: int, lr: float, batch_size: int, device: str, seed: int, max_minutes: float | None):
+    from model.training import TrainConfig
+
+    return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models and their default hyper-parameters."""
+    from model.registry import get, make_config, available
+
+    for name in available():
+        cfg = dataclasses.asdict(make_config(name))
+        typer.echo(f"{name:22s} {get(name).__doc__.strip().splitlines()[0] if get(name).__doc__ else ''}")
+        typer.echo("    " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+
+
+@app.command()
+def benchmark(
+    input: list[Path] = typer.Option(..., "--input", "-i", help="interaction file(s) in any supported format"),
+    format: str = typer.Option("auto", help="input format ('auto' detects it)"),
+    models: str = typer.Option(DEFAULT_MODELS, help="comma-separated model names (see `difflsrec models`)"),
+    users: int = typer.Option(None, help="reproducible random subset of this many users"),
+    kcore: int = typer.Option(5, help="iterative k-core (0 = off)"),
+    split: str = typer.Option("loo", help="loo (leave-one-out) | timeline (global time cut)"),
+    seed: int = typer.Option(0, help="first seed (data subset and training)"),
+    seeds: int = typer.Option(1, help="number of training seeds: seed, seed+1, ..."),
+    epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation NDCG@10)"),
+    patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
+    lr: float = typer.Option(1e-3),
+    batch_size: int = typer.Option(128),
+    max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
+    set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
+    item_key: str = typer.Option("parent_asin", help="Amazon 2023: parent_asin | asin"),
+    out: Path = typer.Option(..., help="output directory for results.json, results.md and model artifacts"),
+) -> None:
+    """Train every model on the same split and compare them under full-catalogue ranking."""
+    from model.benchmark import run_benchmark
+
+    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    results = run_benchmark(
+        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes),
+        overrides=parse_sets(set, prefixed=True), filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
+    )
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"wrote {out / 'results.json'} ({len(results['results'])} models)")
+
+
+@app.command()
+def train(
+    input: list[Path] = typer.Option(..., "--input", "-i"),
+    model: str = typer.Option("difflsrec", help="model name (see `difflsrec models`)"),
+    format: str = typer.Option("auto"),
+    users: int = typer.Option(None),
+    kcore: int = typer.Option(5),
+    split: str = typer.Option("loo"),
+    seed: int = typer.Option(0),
+    epochs: int = typer.Option(200),
+    patience: int = typer.Option(10),
+    lr: float = typer.Option(1e-3),
+    batch_size: int = typer.Option(128),
+    max_minutes: float = typer.Option(None),
+    device: str = typer.Option("auto"),
+    set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
+    item_key: str = typer.Option("parent_asin"),
+    out: Path = typer.Option(..., help="artifact directory to write"),
+) -> None:
+    """Train one model, keep its best-validation weights and write a model artifact."""
+    from model.benchmark import train_and_test, fit_features
+    from model.batching import FeatureView
+
+    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    stats = fit_features(data)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes), save_dir=out)
+    typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
+    typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
+    typer.echo(f"artifact written to {out}")
+
+
+@app.command()
+def evaluate(
+    artifact: Path = typer.Option(..., help="model artifact directory"),
+    input: list[Path] = typer.Option(..., "--input", "-i", help="the interaction file(s) the artifact was trained on"),
+    format: str = typer.Option("auto"),
+    users: int = typer.Option(None),
+    kcore: int = typer.Option(5),
+    split: str = typer.Option("loo"),
+    seed: int = typer.Option(0),
+    item_key: str = typer.Option("parent_asin"),
+    keep_seen: bool = typer.Option(False),
+    k: list[int] = typer.Option([10], "--k", help="cut-offs (repeatable)"),
+    on: str = typer.Option("test", help="test | valid"),
+) -> None:
+    """Evaluate a saved artifact on the split it was trained on (full ranking, bootstrap 95% CI)."""
+    from model.artifact import load_artifact
+    from model.batching import FeatureView
+    from model.evaluation import evaluate as run_eval
+
+    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    art = load_artifact(artifact)
+    if art.manifest["data_hash"] != data.hash:
+        raise typer.BadParameter(f"artifact was trained on dataset {art.manifest['data_hash'][:12]}, these options give {data.hash[:12]}")
+    examples = data.split.test if on == "test" else data.split.valid
+    res = run_eval(art.model, data, FeatureView.build(data, art.stats), examples, ks=tuple(k), filter_seen=not keep_seen)
+    ci = res.bootstrap_ci()
+    for name, value in res.mean().items():
+        typer.echo(f"{name:14s} {value:.4f}  95% CI [{ci[name][0]:.4f}, {ci[name][1]:.4f}]")

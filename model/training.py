@@ -1,0 +1,127 @@
+"""The training loop shared by every model: Adam, every-prefix batches, early stopping on validation
+NDCG@10 with only the best-validation weights kept. The test split is never looked at here."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from difflsrec.settings import resolve_device
+from model.batching import FeatureView, TrainBatches
+from model.data.dataset import PreparedDataset
+from model.evaluation import evaluate
+from model.features import FeatureStats
+from model.registry import Recommender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    token_budget: int = 32_768  # max B * L of a training batch
+    logit_budget: int = 60_000_000  # max positions * n_items scored by one batch (bounds CE memory)
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    grad_clip: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 256
+    valid_metric: str = "NDCG@10"
+    max_minutes: float | None = None  # wall-clock cap on training (stops after the epoch that crosses it)
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    train_seconds: float
+    epoch_seconds: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: TrainConfig, features: FeatureView | None = None) -> TrainResult:
+    """Train ``model`` in place; on return it holds its best-validation weights."""
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    features = features or FeatureView.build(data, stats)
+    model.to(device)
+    model.fit_statistics(data, features)
+    validate = lambda: evaluate(model, data, features, data.split.valid, batch_size=cfg.eval_batch_size, device=device).mean()  # noqa: E731
+
+    start = time.perf_counter()
+    if not model.trainable:
+        metrics = validate()
+        return TrainResult(0, metrics, 0, time.perf_counter() - start, history=[{"epoch": 0, **metrics}])
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    token_budget = max(256, min(cfg.token_budget, cfg.logit_budget // max(1, model.n_items)))
+    batches = TrainBatches(data, features, cfg.batch_size, model.max_len, token_budget, seed=cfg.seed)
+    best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
+    history, epoch_seconds, stale = [], [], 0
+
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, n_batches, sums = 0.0, 0, {}
+        bar = tqdm(batches, desc=f"{model.name} epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
+        for batch in bar:
+            loss, logs = model.loss(batch.to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{model.name}: non-finite loss at epoch {epoch}: {logs}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            total += loss.item()
+            n_batches += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{total / n_batches:.4f}")
+        epoch_seconds.append(time.perf_counter() - t0)
+        valid = validate()
+        row = {"epoch": epoch, "loss": total / max(1, n_batches), **{k: v / max(1, n_batches) for k, v in sums.items()}, **{f"valid_{k}": v for k, v in valid.items()}, "seconds": epoch_seconds[-1]}
+        history.append(row)
+        improved = valid[cfg.valid_metric] > best_score
+        if improved:
+            best_score, best_epoch, best_valid, stale = valid[cfg.valid_metric], epoch, valid, 0
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+        else:
+            stale += 1
+        if cfg.progress:
+            tqdm.write(
+                f"{model.name} epoch {epoch:3d}  loss {row['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}"
+                f"  ({epoch_seconds[-1]:.1f}s){'  *' if improved else ''}"
+            )
+        if stale >= cfg.patience:
+            log.info("%s: early stop at epoch %d (best %d)", model.name, epoch, best_epoch)
+            break
+        if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
+            log.info("%s: time cap of %.1f min reached at epoch %d", model.name, cfg.max_minutes, epoch)
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(best_epoch, best_valid, len(history), time.perf_counter() - start, epoch_seconds, history)

@@ -1,0 +1,267 @@
+"""Each equation of DiffLSRec (sections 3.1-3.8, appendices A-C) checked on small tensors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model.nn.denoiser import GuidanceScale, NoiseNet, TokenCondition, timestep_embedding
+from model.nn.long_term import TimeFreqGRU
+from model.nn.schedule import NoiseSchedule
+from model.batching import left_align
+from model.nn.short_term import ShortTermEncoder, last_window, sliding_windows
+
+torch.manual_seed(0)
+
+
+# ---- 3.1: noise schedule and forward process ---------------------------------------------------------
+def test_linear_schedule_alpha_bar_is_cumulative_product():
+    s = NoiseSchedule(T=10, kind="linear", beta_start=0.01, beta_end=0.1)
+    betas = np.linspace(0.01, 0.1, 10)
+    expected = np.cumprod(1 - betas)
+    assert np.allclose(s.alphas_cumprod[1:].numpy(), expected, rtol=1e-6)
+    assert s.alphas_cumprod[0] == 1.0
+    t = torch.tensor([1, 5, 10])
+    assert np.allclose(s.snr(t).numpy(), expected[[0, 4, 9]] / (1 - expected[[0, 4, 9]]), rtol=1e-5)
+
+
+def test_cosine_schedule_is_decreasing_and_bounded():
+    s = NoiseSchedule(T=100, kind="cosine")
+    a = s.alphas_cumprod
+    assert torch.all(a[1:] < a[:-1])
+    assert 0 <= a[-1] < 0.01 and a[1] > 0.99
+    assert torch.all(s.snr(torch.arange(1, 101)).diff() < 0)
+
+
+def test_noise_scale_and_invalid_schedules():
+    small = NoiseSchedule(T=10, noise_scale=0.1)
+    big = NoiseSchedule(T=10)
+    assert small.alphas_cumprod[-1] > big.alphas_cumprod[-1]
+    with pytest.raises(ValueError):
+        NoiseSchedule(T=10, kind="quadratic")
+    with pytest.raises(ValueError):
+        NoiseSchedule(T=10, beta_end=1.5)
+
+
+def test_q_sample_matches_equation():
+    s = NoiseSchedule(T=20)
+    e0, eps = torch.randn(4, 6), torch.randn(4, 6)
+    t = torch.tensor([1, 7, 13, 20])
+    a = s.alphas_cumprod[t].unsqueeze(-1)
+    assert torch.allclose(s.q_sample(e0, t, eps), a.sqrt() * e0 + (1 - a).sqrt() * eps)
+
+
+# ---- 3.7-3.8: reverse steps -----------------------------------------------------------------------------
+def test_predict_e0_inverts_q_sample():
+    s = NoiseSchedule(T=30)
+    e0, eps = torch.randn(5, 8), torch.randn(5, 8)
+    t = torch.tensor([1, 3, 10, 25, 30])
+    assert torch.allclose(s.predict_e0(s.q_sample(e0, t, eps), t, eps), e0, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 30])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_reverse_chain_recovers_e0_when_noise_prediction_is_exact(steps, eta):
+    """With the oracle noise prediction eps_hat = (e_t - sqrt(abar) e0) / sqrt(1 - abar), every DDIM
+    step lands on the forward marginal and the last step (t_prev = 0) returns e0 exactly."""
+    s = NoiseSchedule(T=30)
+    e0 = torch.randn(4, 8)
+    t0 = torch.full((4,), 30)
+    e = s.q_sample(e0, t0, torch.randn(4, 8))
+    for t, t_prev in s.inference_timesteps(steps):
+        tt = torch.full((4,), t)
+        a = s.abar(tt)
+        oracle = (e - a.sqrt() * e0) / (1 - a).sqrt()
+        e = s.step(e, tt, torch.full((4,), t_prev), oracle, eta=eta)
+    assert torch.allclose(e, e0, atol=1e-4)
+
+
+def test_step_matches_equation_3_8_with_sigma():
+    s = NoiseSchedule(T=10)
+    e_t, eps, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    t, tp = torch.full((3,), 8), torch.full((3,), 4)
+    eta = 0.5
+    a, ap = s.alphas_cumprod[8], s.alphas_cumprod[4]
+    sigma = eta * math.sqrt((1 - ap) / (1 - a)) * math.sqrt(1 - a / ap)
+    e0 = (e_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
+    expected = math.sqrt(ap) * e0 + math.sqrt(1 - ap - sigma**2) * eps + sigma * z
+    assert torch.allclose(s.step(e_t, t, tp, eps, eta=eta, noise=z), expected, atol=1e-5)
+    # eta = 0 is deterministic: no noise term
+    assert torch.allclose(s.step(e_t, t, tp, eps, eta=0.0), s.step(e_t, t, tp, eps, eta=0.0, noise=z))
+
+
+def test_inference_timesteps_stride_down_to_zero():
+    s = NoiseSchedule(T=50)
+    assert s.inference_timesteps(1) == [(50, 0)]
+    pairs = s.inference_timesteps(5)
+    assert pairs[0][0] == 50 and pairs[-1][1] == 0 and len(pairs) == 5
+    assert all(a > b for a, b in pairs)
+    assert s.inference_timesteps(2, start=20) == [(20, 10), (10, 0)]
+    with pytest.raises(ValueError):
+        s.inference_timesteps(0)
+    with pytest.raises(ValueError):
+        s.inference_timesteps(4, start=60)
+
+
+# ---- 3.3-3.4: token-level condition ----------------------------------------------------------------------
+def test_token_condition_matches_equations():
+    d, k = 6, 4
+    cond = TokenCondition(d)
+    e_t, e_short, S = torch.randn(2, d), torch.randn(2, d), torch.randn(2, k, d)
+    mask = torch.ones(2, k, dtype=torch.bool)
+    q = e_t @ cond.W_Q.weight.T
+    K = S @ cond.W_K.weight.T
+    V = S @ cond.W_V.weight.T
+    att = torch.softmax((q.unsqueeze(1) @ K.transpose(1, 2)) / math.sqrt(d), -1)
+    C = (att @ V).squeeze(1)
+    g = torch.sigmoid(torch.cat([e_t, e_short], -1) @ cond.W_g.weight.T + cond.W_g.bias)
+    assert torch.allclose(cond(e_t, e_short, S, mask), g * C + (1 - g) * e_short, atol=1e-6)
+
+
+def test_token_condition_ignores_padded_tokens_and_ablation_returns_e_short():
+    d, k = 6, 4
+    cond = TokenCondition(d)
+    e_t, e_short, S = torch.randn(1, d), torch.randn(1, d), torch.randn(1, k, d)
+    mask = torch.tensor([[False, False, True, True]])
+    S2 = S.clone()
+    S2[:, :2] = torch.randn(1, 2, d) * 100
+    assert torch.allclose(cond(e_t, e_short, S, mask), cond(e_t, e_short, S2, mask), atol=1e-6)
+    no_token = TokenCondition(d, token_enhancement=False)
+    assert torch.equal(no_token(e_t, e_short, S, mask), e_short)
+    assert no_token.regularised() == []
+    assert len(cond.regularised()) == 4
+
+
+# ---- 3.5-3.6: guidance -----------------------------------------------------------------------------------
+def test_guidance_scale_bounded_by_s_max_and_rising_as_t_falls():
+    T, d = 50, 8
+    g = GuidanceScale(d, T, adaptive=True, s_max=3.0, a=10.0, b=0.5)
+    with torch.no_grad():
+        g.u_norms.fill_(0.3)
+        g.u_snr_raw.fill_(1.0)
+        g.b0.fill_(-0.2)
+    s = NoiseSchedule(T)
+    t = torch.arange(1, T + 1)
+    e_t = torch.ones(T, d)  # fixed norms: only t and SNR_t vary
+    e_short = torch.ones(T, d) * 2
+    scale = g(t, e_t, e_short, torch.log1p(s.snr(t))).squeeze(-1)
+    assert torch.all(scale > 0) and torch.all(scale <= 3.0)
+    assert torch.all(scale[:-1] >= scale[1:]) and scale[0] > 2.9 and scale[-1] < 0.5  # larger t (noisier) -> smaller guidance
+    # the formula itself
+    logit = -10.0 * (t / T - 0.5) + 0.3 * (1.0 * math.sqrt(d) / math.sqrt(d)) + 0.3 * (2.0 * math.sqrt(d) / math.sqrt(d)) + F.softplus(torch.tensor(1.0)) * torch.log1p(s.snr(t)) - 0.2
+    assert torch.allclose(scale, 3.0 * torch.sigmoid(logit), atol=1e-5)
+
+
+def test_guidance_monotone_even_with_negative_raw_snr_weight():
+    """u's SNR weight goes through softplus, so no learned value can make the scale fall as t falls."""
+    T, d = 20, 4
+    g = GuidanceScale(d, T, adaptive=True, s_max=2.0)
+    with torch.no_grad():
+        g.u_snr_raw.fill_(-50.0)
+    s = NoiseSchedule(T)
+    t = torch.arange(1, T + 1)
+    scale = g(t, torch.ones(T, d), torch.ones(T, d), torch.log1p(s.snr(t))).squeeze(-1)
+    assert torch.all(scale[:-1] >= scale[1:])
+
+
+def test_constant_guidance_ablation():
+    g = GuidanceScale(4, 10, adaptive=False, s_const=1.5)
+    out = g(torch.tensor([1, 9]), torch.randn(2, 4), torch.randn(2, 4), torch.rand(2))
+    assert torch.equal(out, torch.full((2, 1), 1.5))
+    assert not list(g.parameters())
+
+
+def test_noise_net_null_condition_and_timestep_embedding():
+    net = NoiseNet(d=6, hidden=16)
+    e_t, t = torch.randn(3, 6), torch.tensor([1, 2, 3])
+    assert torch.allclose(net(e_t, t, None), net(e_t, t, net.null_condition.expand(3, 6)))
+    emb = timestep_embedding(torch.tensor([0, 5]), 7)
+    assert emb.shape == (2, 7)
+    assert torch.allclose(emb[0, :3], torch.ones(3))  # cos(0) = 1
+    assert len(net.regularised()) == 3
+
+
+# ---- B.1-B.4: long-term encoder ---------------------------------------------------------------------------
+def _long_inputs(B=3, L=7, d=8, buckets=5):
+    x = torch.randn(B, L, d)
+    dt = torch.rand(B, L)
+    freq = torch.randint(1, buckets + 1, (B, L))
+    lengths = torch.tensor([L, 4, 1])
+    mask = torch.arange(L).unsqueeze(0) >= (L - lengths).unsqueeze(1)  # left padding
+    x = x * mask.unsqueeze(-1)
+    freq = freq * mask
+    return x, dt * mask, freq, mask
+
+
+def test_long_term_step_by_step_equals_full_sequence_pass():
+    enc = TimeFreqGRU(d=8, n_freq_buckets=5)
+    x, dt, freq, mask = _long_inputs()
+    H = enc(x, dt, freq, mask)
+    h = torch.zeros(3, 8)
+    for j in range(x.shape[1]):
+        stepped = enc.step(h, x[:, j], dt[:, j], freq[:, j])
+        h = torch.where(mask[:, j : j + 1], stepped, h)
+        assert torch.allclose(h, H[:, j], atol=1e-6)
+
+
+def test_long_term_padding_invariance_and_single_row_steps():
+    enc = TimeFreqGRU(d=8, n_freq_buckets=5)
+    x, dt, freq, mask = _long_inputs()
+    full = enc(x, dt, freq, mask)[1, -1]
+    n = 4  # row 1 has 4 real items: running them alone (no padding) gives the same state
+    alone = enc(x[1:2, -n:], dt[1:2, -n:], freq[1:2, -n:], mask[1:2, -n:])[0, -1]
+    assert torch.allclose(full, alone, atol=1e-6)
+    h = torch.zeros(1, 8)
+    for j in range(x.shape[1] - n, x.shape[1]):
+        h = enc.step(h, x[1:2, j], dt[1:2, j], freq[1:2, j])
+    assert torch.allclose(h[0], full, atol=1e-6)
+
+
+def test_long_term_gates_match_equations():
+    """B.1-B.3 and the decayed GRU update, computed by hand for one step."""
+    d = 4
+    enc = TimeFreqGRU(d=d, n_freq_buckets=3)
+    h0, x = torch.randn(1, d), torch.randn(1, d)
+    dt, f = torch.tensor([0.3]), torch.tensor([2])
+    ef = enc.freq_emb.weight[2:3]
+    g_time = torch.sigmoid(enc.time_gate.weight.T * 0.3 + enc.time_gate.bias)
+    g_freq = torch.sigmoid(ef @ enc.freq_gate.weight.T + enc.freq_gate.bias)
+    delta = F.softplus(torch.cat([g_time, g_freq], -1) @ enc.decay.weight.T + enc.decay.bias)
+    h_t = torch.exp(-delta) * h0
+    xp = x @ enc.x_proj.weight.T + enc.x_proj.bias
+    hp = h_t @ enc.h_proj.weight.T + enc.h_proj.bias
+    z = torch.sigmoid(xp[:, :d] + hp[:, :d])
+    r = torch.sigmoid(xp[:, d : 2 * d] + hp[:, d : 2 * d])
+    n = torch.tanh(xp[:, 2 * d :] + ef @ enc.freq_dir.weight.T + r * hp[:, 2 * d :])
+    expected = (1 - z) * n + z * h_t
+    assert torch.allclose(enc.step(h0, x, dt, f), expected, atol=1e-6)
+    assert torch.all((torch.exp(-delta) > 0) & (torch.exp(-delta) <= 1))
+
+
+# ---- B.5: short-term encoder and windows ---------------------------------------------------------------------
+def test_sliding_and_last_windows():
+    items = torch.tensor([[0, 0, 3, 4, 5], [1, 2, 3, 4, 5]])
+    w = sliding_windows(items, 3)
+    assert w.shape == (2, 5, 3)
+    assert w[0, 2].tolist() == [0, 0, 3] and w[0, 4].tolist() == [3, 4, 5] and w[1, 1].tolist() == [0, 1, 2]
+    assert last_window(items, 3).tolist() == [[3, 4, 5], [3, 4, 5]]
+    assert last_window(items[:, -2:], 4).tolist() == [[0, 0, 4, 5], [0, 0, 4, 5]]
+    assert left_align(torch.tensor([[0, 0, 7, 8]]), torch.tensor([2])).tolist() == [[7, 8, 0, 0]]
+
+
+def test_short_term_encoder_is_gru_then_attention_and_ignores_padding():
+    d = 5
+    enc = ShortTermEncoder(d)
+    real = torch.randn(1, 3, d)
+    padded = torch.cat([torch.randn(1, 2, d) * 10, real], dim=1)  # garbage where the mask says padding
+    mask = torch.tensor([[False, False, True, True, True]])
+    got = enc(padded, mask)
+    H, _ = enc.gru(real)
+    q, K, V = enc.q(H[:, -1:]), enc.k(H), enc.v(H)
+    expected = (torch.softmax(q @ K.transpose(1, 2) / math.sqrt(d), -1) @ V).squeeze(1)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.allclose(enc(real, torch.ones(1, 3, dtype=torch.bool)), expected, atol=1e-6)

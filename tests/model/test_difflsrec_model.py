@@ -1,0 +1,165 @@
+"""DiffLSRec as a whole: losses, variants, determinism, the streaming code path, artifacts, learning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from model.artifact import ArtifactError, load_artifact, save_artifact
+from model.batching import FeatureView, TrainBatches, eval_batches
+from model.evaluation import evaluate
+from model.nn.short_term import last_window
+from model.registry import available, build
+from model.training import TrainConfig, train
+from tests.model.toy import toy_dataset, toy_stats
+
+VARIANTS = ["difflsrec", "difflsrec-no-token", "difflsrec-no-snr", "difflsrec-no-both", "difflsrec-gate"]
+SMALL = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return toy_dataset(n_users=10, n_items=9)
+
+
+def _model(name, data, **over):
+    torch.manual_seed(0)
+    return build(name, data.sequences.n_items, toy_stats(data), {**SMALL, **over})
+
+
+def _first_batch(data, model):
+    stats = model.stats
+    return next(iter(TrainBatches(data, FeatureView.build(data, stats), batch_size=8)))
+
+
+def test_all_variants_registered():
+    assert set(VARIANTS) <= set(available())
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_loss_is_finite_and_reaches_every_trained_part(name, data):
+    model = _model(name, data)
+    loss, logs = model.loss(_first_batch(data, model))
+    assert torch.isfinite(loss) and "ce" in logs
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads["item_emb.weight"].abs().sum() > 0
+    assert grads["long.decay.weight"].abs().sum() > 0 and grads["short.gru.weight_hh_l0"].abs().sum() > 0
+    if name == "difflsrec-gate":
+        assert "denoise" not in logs and grads["gate.weight"].abs().sum() > 0
+        return
+    assert logs["denoise"] > 0
+    assert grads["eps_net.ff.0.weight"].abs().sum() > 0
+    if model.config.adaptive_guidance:  # u and b0 learn through the CE path's guided predictions
+        assert grads["guidance.u_norms"].abs().sum() > 0 and grads["guidance.b0"].abs().sum() > 0
+    if model.config.token_enhancement:
+        assert grads["condition.W_Q.weight"].abs().sum() > 0 and grads["condition.W_g.weight"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("ce_path", ["chain", "x0", "both"])
+def test_ce_paths(ce_path, data):
+    model = _model("difflsrec", data, ce_path=ce_path)
+    loss, logs = model.loss(_first_batch(data, model))
+    loss.backward()
+    assert torch.isfinite(loss) and logs["ce"] > 0
+
+
+def test_l2_regulariser_covers_projection_gate_and_feedforward(data):
+    model = _model("difflsrec", data, lambda_diff=0.0)
+    names = {id(p) for p in model.regularised_parameters()}
+    c = model.condition
+    for p in (c.W_Q.weight, c.W_K.weight, c.W_V.weight, c.W_g.weight, model.eps_net.ff[0].weight):
+        assert id(p) in names
+    batch = _first_batch(data, model)
+    torch.manual_seed(1)
+    with_reg = _model("difflsrec", data, lambda_diff=0.0, lambda_reg=1.0)
+    torch.manual_seed(5)
+    l1, logs1 = with_reg.loss(batch)
+    reg = sum((w**2).sum() for w in with_reg.regularised_parameters())
+    assert abs(logs1["reg"] - float(reg)) < 1e-4
+    assert abs(l1.item() - (logs1["ce"] + logs1["reg"])) < 1e-3
+
+
+def test_denoise_loss_is_noise_mse(data):
+    """With p_uncond = 1 the condition is always the null vector, so L_denoise can be recomputed by hand."""
+    model = _model("difflsrec", data, p_uncond=1.0)
+    e_long, e_short = torch.randn(6, 16), torch.randn(6, 16)
+    tokens, mask = torch.randn(6, 3, 16), torch.ones(6, 3, dtype=torch.bool)
+    torch.manual_seed(3)
+    got = model._denoise_loss(e_long, e_short, tokens, mask)
+    torch.manual_seed(3)
+    t = torch.randint(1, 11, (6,))
+    eps = torch.randn(6, 16)
+    e_t = model.schedule.q_sample(e_long, t, eps)
+    expected = ((eps - model.eps_net(e_t, t, None)) ** 2).sum(-1).mean()
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_scores_are_deterministic_in_eval_and_padding_is_ignored(name, data):
+    model = _model(name, data).eval()
+    fv = FeatureView.build(data, model.stats)
+    batch, _, _ = next(eval_batches(data, fv, data.split.test, batch_size=4))
+    s1, s2 = model.score(batch), model.score(batch)
+    assert torch.equal(s1, s2)
+    assert torch.all(s1[:, 0] == float("-inf"))
+    # the same histories with 5 more columns of left padding score the same
+    pad = lambda x: torch.nn.functional.pad(x, (5, 0))  # noqa: E731
+    padded = type(batch)(pad(batch.items), pad(batch.intervals), pad(batch.freqs), batch.lengths, batch.users)
+    assert torch.allclose(model.score(padded)[:, 1:], s1[:, 1:], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["difflsrec", "difflsrec-gate"])
+def test_streaming_path_equals_offline_scores(name, data):
+    """The worker's path (one long_step per event, then fuse on the last-n window) gives the offline scores."""
+    model = _model(name, data).eval()
+    stats = model.stats
+    fv = FeatureView.build(data, stats)
+    seq = data.sequences
+    batch, _, _ = next(eval_batches(data, fv, data.split.test, batch_size=16))
+    offline = model.score(batch)
+    with torch.no_grad():
+        for row, u in enumerate(batch.users.tolist()):
+            n = int(data.split.test[data.split.test[:, 0] == u][0, 1])
+            items, times = seq.user_items(u)[:n], seq.user_times(u)[:n]
+            h = torch.zeros(1, model.config.d)
+            prev = None
+            for item, ts in zip(items, times):
+                dt = stats.sequence_intervals(np.array([prev if prev is not None else ts, ts]))[1:] if prev is not None else np.zeros(1, np.float32)
+                h = model.long_step(h, torch.tensor([item]), torch.from_numpy(dt), torch.from_numpy(stats.frequency_bucket([item])))
+                prev = ts
+            window = last_window(torch.as_tensor(items).unsqueeze(0), model.config.short_len)
+            e_user = model.fuse(h, window)
+            online = e_user @ model.item_emb.weight.T
+            assert torch.allclose(online[0, 1:], offline[row, 1:], atol=1e-4)
+
+
+def test_artifact_round_trip_and_checksum(tmp_path, data):
+    model = _model("difflsrec", data).eval()
+    manifest = save_artifact(tmp_path / "a", model, model.stats, data.sequences.item_ids, data_hash=data.hash, split="loo", metrics={"valid": {"NDCG@10": 0.1}})
+    art = load_artifact(tmp_path / "a")
+    assert art.version == manifest["version"] and art.item_ids[0] == "<pad>"
+    fv = FeatureView.build(data, model.stats)
+    batch, _, _ = next(eval_batches(data, fv, data.split.test, batch_size=8))
+    assert torch.equal(model.score(batch), art.model.score(batch))
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["config"]["d"] == 16
+    (tmp_path / "a" / "items.json").write_text(json.dumps(["<pad>"] + ["x"] * 9))
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_artifact(tmp_path / "a")
+
+
+@pytest.mark.parametrize("name", ["difflsrec", "difflsrec-gate"])
+def test_learns_a_deterministic_next_item_pattern(name):
+    """Item i is always followed by i+1: a few epochs must rank the right next item near the top."""
+    data = toy_dataset(n_users=40, n_items=12, min_len=8, max_len=16, pattern=True)
+    stats = toy_stats(data)
+    torch.manual_seed(0)
+    model = build(name, data.sequences.n_items, stats, {**SMALL, "dropout": 0.0})
+    before = evaluate(model, data, FeatureView.build(data, stats), data.split.valid).mean()["HR@10"]
+    result = train(model, data, stats, TrainConfig(epochs=40, lr=1e-2, patience=40, progress=False, batch_size=16))
+    test = evaluate(model, data, FeatureView.build(data, stats), data.split.test, ks=(1, 10)).mean()
+    assert result.best_valid["NDCG@10"] > 0.6
+    assert test["HR@1"] > 0.6, (before, test)

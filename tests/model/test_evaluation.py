@@ -1,0 +1,53 @@
+"""Full-ranking metrics against hand-computed rankings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.evaluation import EvalResult, paired_test, rank_metrics, target_ranks
+
+
+def test_rank_metrics_by_hand():
+    m = rank_metrics(np.array([0, 1, 9, 10, 500]), k=10)
+    assert m["HR@10"].tolist() == [1, 1, 1, 0, 0]
+    assert np.allclose(m["NDCG@10"], [1.0, 1 / math.log2(3), 1 / math.log2(11), 0, 0])
+    assert np.allclose(m["MRR@10"], [1.0, 0.5, 0.1, 0, 0])
+    assert np.allclose(m["Precision@10"], [0.1, 0.1, 0.1, 0, 0])
+
+
+def test_target_ranks_full_catalogue_with_seen_filtering():
+    # 6 items (columns 1..6), column 0 is padding
+    scores = torch.tensor([
+        [9.0, 0.1, 0.9, 0.5, 0.7, 0.3, 0.2],  # target 3 (0.5): items 2 (0.9) and 4 (0.7) score higher -> rank 2
+        [9.0, 0.1, 0.9, 0.5, 0.7, 0.3, 0.2],  # same, but items 2 and 4 were seen -> rank 0
+        [0.0, 0.1, 0.9, 0.5, 0.7, 0.3, 0.2],  # target 2 was itself seen -> can never be hit
+    ])
+    targets = torch.tensor([3, 3, 2])
+    seen = [np.array([], np.int64), np.array([2, 4]), np.array([2, 5])]
+    ranks = target_ranks(scores, targets, seen)
+    assert ranks.tolist()[:2] == [2, 0]
+    assert ranks[2] >= 6
+    assert target_ranks(scores, targets, None).tolist() == [2, 2, 0]  # padding column never counts
+
+
+def test_ties_count_against_the_model():
+    scores = torch.zeros(1, 11)
+    assert target_ranks(scores, torch.tensor([4]), None).item() == 9  # every other real item ties
+
+
+def test_bootstrap_ci_and_paired_test():
+    rng = np.random.default_rng(0)
+    users = np.arange(400)
+    ra, rb = rng.integers(0, 5, 400), rng.integers(0, 40, 400)
+    a = EvalResult(users, ra, rank_metrics(ra, 10))
+    b = EvalResult(users[::-1].copy(), rb[::-1].copy(), {k: v[::-1].copy() for k, v in rank_metrics(rb, 10).items()})
+    lo, hi = a.bootstrap_ci()["NDCG@10"]
+    assert lo < a.mean()["NDCG@10"] < hi
+    test = paired_test(a, b, "NDCG@10")
+    assert test["mean_diff"] > 0 and test["t_pvalue"] < 1e-6
+    with pytest.raises(ValueError):
+        paired_test(a, EvalResult(users[:10], ra[:10], rank_metrics(ra[:10], 10)), "NDCG@10")
