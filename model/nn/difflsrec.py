@@ -30,7 +30,7 @@ from torch import nn
 
 from model.batching import SeqBatch
 from model.features import FeatureStats
-from model.losses import catalogue_scores
+from model.losses import catalogue_ce, catalogue_scores
 from model.nn.denoiser import GuidanceScale, NoiseNet, TokenCondition
 from model.nn.long_term import TimeFreqGRU
 from model.nn.schedule import NoiseSchedule
@@ -201,8 +201,7 @@ class DiffLSRec(Recommender):
         return ce + cfg.lambda_diff * denoise + cfg.lambda_reg * reg, logs
 
     def _ce(self, e_user: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = e_user @ self.item_emb.weight[1:].T
-        return nn.functional.cross_entropy(logits, targets - 1)
+        return catalogue_ce(e_user, self.item_emb.weight, targets)
 
     def _denoise_loss(self, e_long, e_short, tokens, token_mask) -> torch.Tensor:
         """(C.5): E ||eps - eps_theta(sqrt(abar_t) e_long + sqrt(1 - abar_t) eps, t | c_t)||^2, with c_t
