@@ -19,9 +19,11 @@ app = typer.Typer(
 def _mount() -> None:
     from model.cli import app as model_app
     from model.data.cli import app as data_app
+    from stream.kafka.cli import app as kafka_app
 
     app.add_typer(data_app, name="data", help="Fetch and prepare interaction datasets.")
     app.registered_commands.extend(model_app.registered_commands)  # train, evaluate, benchmark, models
+    app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft, single node, 127.0.0.1).")
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""Real-time side of DiffLSRec: Kafka events in, recommendations out."""
