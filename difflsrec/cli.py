@@ -19,16 +19,24 @@ app = typer.Typer(
 def _mount() -> None:
     from model.cli import app as model_app
     from model.data.cli import app as data_app
+    from stream.cli import mount as mount_stream
     from stream.kafka.cli import app as kafka_app
 
     app.add_typer(data_app, name="data", help="Fetch and prepare interaction datasets.")
     app.registered_commands.extend(model_app.registered_commands)  # train, evaluate, benchmark, models
     app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft, single node, 127.0.0.1).")
+    mount_stream(app)  # worker, bench stream
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging"),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads (default: $DIFFLSREC_THREADS or torch's choice)"),
+) -> None:
+    from difflsrec.settings import CommonSettings, apply_threads
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    apply_threads(threads or CommonSettings().threads)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ class CommonSettings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present")
     seed: int = 0
     log_level: str = "INFO"
+    threads: int | None = Field(None, description="CPU threads for torch (None: torch's default); 1 is faster when other processes share the cores")
 
     @property
     def data_dir(self) -> Path:
@@ -43,6 +44,14 @@ class CommonSettings(BaseSettings):
     def registry_dir(self) -> Path:
         """Versioned model artifacts and the LATEST pointer."""
         return self.home / "registry"
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads when asked (oversubscribed cores make spinning OpenMP threads slow)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821 - torch imported lazily

@@ -89,6 +89,8 @@ class Config:
 
 @register
 class DiffLSRec(Recommender):
+    """DiffLSRec: guided diffusion fuses the long-term GRU state with the short-term interest."""
+
     name = "difflsrec"
     Config = Config
 
