@@ -1,0 +1,1 @@
+"""Retraining: history -> training -> artifact -> atomic publication in the registry -> announcement."""

@@ -1,0 +1,44 @@
+"""End to end: `difflsrec benchmark` on the real ml-100k file, one short epoch per model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from model.artifact import load_artifact
+
+MODELS = ["difflsrec", "sasrec", "gru4rec", "pop"]
+
+
+@pytest.mark.slow
+def test_benchmark_end_to_end_on_ml100k(ml100k_file, isolated_home, tmp_path):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "difflsrec.cli", "--threads", "2", "benchmark",
+        "--input", str(ml100k_file), "--models", ",".join(MODELS), "--users", "120", "--epochs", "1",
+        "--out", str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    for key in ("dataset", "n_users", "n_items", "n_interactions", "split", "results"):
+        assert key in results
+    assert results["split"] == "loo" and 100 <= results["n_users"] <= 120
+    assert set(results["results"]) == set(MODELS)
+    for name in MODELS:
+        r = results["results"][name]
+        for metric in ("HR@10", "NDCG@10", "MRR@10", "Precision@10"):
+            assert 0.0 <= r[metric] <= 1.0
+        assert r["Precision@10"] == pytest.approx(r["HR@10"] / 10)
+        assert r["MRR@10"] <= r["NDCG@10"] <= r["HR@10"]
+        assert r["epochs"] == (0 if name == "pop" else 1)
+        assert r["train_seconds"] > 0
+    # the popularity floor is reached by a trained model, and every model left a loadable artifact
+    assert results["results"]["pop"]["HR@10"] > 0
+    art = load_artifact(out / "models" / "difflsrec" / "seed0")
+    assert art.manifest["data_hash"] == results["data_hash"] and len(art.item_ids) == results["n_items"] + 1
+    assert "| difflsrec |" in (out / "results.md").read_text()
