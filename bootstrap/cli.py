@@ -1,0 +1,68 @@
+"""``difflsrec bootstrap``: retrain, gate, publish and announce a model version, once or periodically."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+log = logging.getLogger(__name__)
+
+
+@app.command()
+def bootstrap(
+    input: list[Path] = typer.Option(None, "--input", "-i", help="history file(s) in any supported format"),
+    format: str = typer.Option("auto", help="input format ('auto' detects it)"),
+    from_topic: bool = typer.Option(False, "--from-topic", help="also read the interactions topic from the beginning"),
+    topic_window: str = typer.Option(None, help="only topic events newer than this (e.g. 7d, 12h)"),
+    train_until: float = typer.Option(None, help="keep history before this time: a quantile in (0,1) or epoch seconds"),
+    every: str = typer.Option(None, help="run periodically (e.g. 30m, 6h); without it, run once"),
+    model: str = typer.Option("difflsrec", help="a DiffLSRec variant (the worker needs its streaming update)"),
+    set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
+    kcore: int = typer.Option(5, help="iterative k-core on the history"),
+    epochs: int = typer.Option(50, help="maximum epochs (early stopping on validation NDCG@10)"),
+    patience: int = typer.Option(5),
+    lr: float = typer.Option(1e-3),
+    max_minutes: float = typer.Option(None, help="wall-clock cap on training"),
+    seed: int = typer.Option(0),
+    warm_start: bool = typer.Option(True, help="start from the live model's weights"),
+    margin: float = typer.Option(0.01, help="refuse a model whose validation NDCG@10 is this much below the live one's"),
+    index_kind: str = typer.Option("flat", help="flat (exact) | ivf | hnsw"),
+    registry: Path = typer.Option(None, help="registry directory (default: $DIFFLSREC_HOME/registry)"),
+    announce: bool = typer.Option(True, help="announce new versions on the model-updates topic"),
+) -> None:
+    """Train DiffLSRec on history, build its FAISS index and publish a new version atomically."""
+    from bootstrap.job import BootstrapOptions, options_dict, parse_duration, run_once
+    from bootstrap.registry import Registry
+    from model.cli import parse_sets
+    from model.training import TrainConfig
+    from stream.settings import WorkerSettings
+
+    settings = WorkerSettings()
+    if not input and not from_topic:
+        raise typer.BadParameter("give --input FILE and/or --from-topic")
+    opts = BootstrapOptions(
+        inputs=list(input or []), format=format, from_topic=from_topic,
+        topic_window=parse_duration(topic_window) if topic_window else None, train_until=train_until, kcore=kcore,
+        model=model, overrides=parse_sets(set, prefixed=False),
+        train=TrainConfig(epochs=epochs, patience=patience, lr=lr, max_minutes=max_minutes, seed=seed, device=settings.device),
+        warm_start=warm_start, margin=margin, index_kind=index_kind, announce=announce,
+    )
+    reg = Registry(registry or settings.registry_dir)
+    period = parse_duration(every) if every else None
+    log.info("bootstrap options: %s", options_dict(opts))
+    while True:
+        started = time.monotonic()
+        try:
+            report = run_once(opts, reg, settings.bootstrap_servers, settings.interactions_topic, settings.model_updates_topic, settings.cache_dir)
+            typer.echo(report.line())
+        except Exception as err:  # a failed run leaves the live model untouched; a periodic job keeps going
+            if period is None:
+                raise
+            log.exception("bootstrap run failed (live version unchanged): %s", err)
+        if period is None:
+            return
+        time.sleep(max(0.0, period - (time.monotonic() - started)))

@@ -1,0 +1,105 @@
+"""Where retraining data comes from: history files (any loader format) and/or the interactions topic.
+
+Both are normalised into one CSV (``user,item,timestamp`` in seconds) that the ordinary data preparation
+reads, so k-core, ordering, dense ids and caching are exactly the offline ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model.data.formats import ReadOptions, read_interactions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HistoryTable:
+    users: list[str]
+    items: list[str]
+    times: list[int]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def extend(self, other: "HistoryTable") -> None:
+        self.users += other.users
+        self.items += other.items
+        self.times += other.times
+
+    def time_quantile(self, q: float) -> int:
+        return int(np.quantile(np.asarray(self.times, dtype=np.int64), q)) if self.times else 0
+
+    def filter_time(self, start: int | None = None, end: int | None = None) -> "HistoryTable":
+        """Interactions with start <= t < end."""
+        keep = [i for i, t in enumerate(self.times) if (start is None or t >= start) and (end is None or t < end)]
+        return HistoryTable([self.users[i] for i in keep], [self.items[i] for i in keep], [self.times[i] for i in keep])
+
+    def write_csv(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["user_id", "item_id", "timestamp"])
+            w.writerows(zip(self.users, self.items, self.times))
+        return path
+
+
+def read_files(paths: list[Path], options: ReadOptions = ReadOptions()) -> HistoryTable:
+    table, _ = read_interactions([Path(p) for p in paths], options)
+    users = np.asarray(table.user_vocab, dtype=object)[table.users].tolist()
+    items = np.asarray(table.item_vocab, dtype=object)[table.items].tolist()
+    return HistoryTable(users, items, table.times.astype(np.int64).tolist())
+
+
+def read_topic(bootstrap_servers: str, topic: str, window_seconds: float | None = None, timeout: float = 30.0) -> HistoryTable:
+    """Every valid event of ``topic`` from the beginning up to the end offsets seen at the start (events
+    arriving meanwhile are left for the next run), keeping those newer than ``window_seconds`` ago.
+    Invalid events are skipped here: the worker already dead-letters them with the reason."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream.schemas import InteractionEvent, Limits, parse_event
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000))
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            log.warning("topic %s does not exist or has no partitions", topic)
+            return HistoryTable([], [], [])
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        remaining = {tp: off for tp, off in end.items() if off > consumer.position(tp)}
+        table, skipped = HistoryTable([], [], []), 0
+        since = time.time() - window_seconds if window_seconds else None
+        deadline = time.monotonic() + timeout
+        while remaining and time.monotonic() < deadline:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for rec in records:
+                    if tp in remaining and rec.offset < end[tp]:
+                        event = parse_event(rec.key, rec.value, Limits())
+                        if not isinstance(event, InteractionEvent):
+                            skipped += 1
+                        elif since is None or event.timestamp >= since:
+                            table.users.append(event.user_id)
+                            table.items.append(event.item_id)
+                            table.times.append(int(event.timestamp))
+                if tp in remaining and consumer.position(tp) >= end[tp]:
+                    del remaining[tp]
+        if remaining:
+            raise TimeoutError(f"reading {topic} did not reach the end offsets within {timeout}s: {remaining}")
+        log.info("read %d events from topic %s (%d invalid skipped)", len(table), topic, skipped)
+        return table
+    finally:
+        consumer.close()
+
+
+def summary(table: HistoryTable) -> str:
+    return json.dumps({"interactions": len(table), "users": len(set(table.users)), "items": len(set(table.items))})

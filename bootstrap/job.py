@@ -1,0 +1,187 @@
+"""One retraining run: history -> prepared data -> DiffLSRec training (optionally warm-started from the
+live model) -> publication gate -> FAISS index -> atomic publication -> announcement on ``model-updates``.
+
+Any failure before the final rename leaves the live version and the registry exactly as they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bootstrap.gate import live_validation_ndcg
+from bootstrap.history import HistoryTable, read_files, read_topic
+from bootstrap.registry import Registry
+from index import ItemIndex
+from model.artifact import Artifact, load_artifact, new_version, save_artifact
+from model.batching import FeatureView
+from model.benchmark import fit_features
+from model.data.dataset import PreparedDataset, Split
+from model.data.formats import ReadOptions
+from model.data.prepare import PrepareOptions, prepare
+from model.registry import build
+from model.training import TrainConfig, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BootstrapOptions:
+    inputs: list[Path] = field(default_factory=list)  # history files, any loader format
+    format: str = "auto"
+    from_topic: bool = False  # also read the interactions topic from the beginning
+    topic_window: float | None = None  # only topic events newer than this many seconds
+    train_until: float | None = None  # keep history before this time: a quantile in (0, 1) or epoch seconds
+    kcore: int = 5
+    model: str = "difflsrec"
+    overrides: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    warm_start: bool = True  # start from the live model's weights (vocabulary grown by new items)
+    margin: float = 0.01  # refuse a model whose validation NDCG@10 is below the live one's by more than this
+    index_kind: str = "flat"
+    announce: bool = True
+
+
+@dataclass
+class BootstrapReport:
+    published: bool
+    version: str | None
+    reason: str
+    metrics: dict
+    seconds: float
+    path: str | None = None
+
+    def line(self) -> str:
+        m = self.metrics
+        verdict = f"published {self.version}" if self.published else f"not published ({self.reason})"
+        return (
+            f"bootstrap: {m.get('n_users', 0)} users, {m.get('n_items', 0)} items, {m.get('n_interactions', 0)} interactions; "
+            f"valid NDCG@10 {m.get('valid_NDCG@10', float('nan')):.4f} (live {m.get('live_NDCG@10', float('nan')):.4f}); "
+            f"{verdict} in {self.seconds:.1f}s"
+        )
+
+
+def serving_split(data: PreparedDataset) -> PreparedDataset:
+    """Train on everything but each user's newest interaction, which validates (early stopping and the
+    gate). No test split: a retrained model is judged on validation only; offline benchmarks own test."""
+    L = data.sequences.lengths()
+    users = np.flatnonzero(L >= 2)
+    split = Split("serve", np.where(L >= 2, L - 1, L).astype(np.int64), np.stack([users, L[users] - 1], 1).astype(np.int64), np.zeros((0, 2), np.int64))
+    return PreparedDataset(data.sequences, split, data.meta)
+
+
+def load_history(opts: BootstrapOptions, bootstrap_servers: str | None, interactions_topic: str) -> HistoryTable:
+    history = read_files(opts.inputs, ReadOptions(format=opts.format)) if opts.inputs else HistoryTable([], [], [])
+    if opts.from_topic:
+        history.extend(read_topic(bootstrap_servers, interactions_topic, opts.topic_window))
+    if opts.train_until is not None:
+        cut = history.time_quantile(opts.train_until) if 0 < opts.train_until < 1 else int(opts.train_until)
+        history = history.filter_time(end=cut)
+        log.info("history before %d: %d interactions", cut, len(history))
+    if len(history) == 0:
+        raise ValueError("no history to train on (no input files, empty topic, or nothing before train_until)")
+    return history
+
+
+def prepare_history(history: HistoryTable, kcore: int, cache_dir: Path | None) -> PreparedDataset:
+    with tempfile.TemporaryDirectory(prefix="difflsrec-bootstrap-") as tmp:
+        data = prepare(history.write_csv(Path(tmp) / "history.csv"), PrepareOptions(read=ReadOptions(format="csv"), kcore=kcore), cache_dir=cache_dir)
+    return serving_split(data)
+
+
+def warm_start(model, live: Artifact, item_ids) -> int:
+    """Copy every live parameter of the same shape; item rows are matched by raw item id. Returns the
+    number of item rows carried over."""
+    new_state, old_state = model.state_dict(), live.model.state_dict()
+    for key, value in old_state.items():
+        if key in new_state and new_state[key].shape == value.shape and key != "item_emb.weight":
+            new_state[key] = value.clone()
+    carried = 0
+    if "item_emb.weight" in new_state and "item_emb.weight" in old_state:
+        old_index = {item: i for i, item in enumerate(live.item_ids) if i > 0}
+        for i, item in enumerate(item_ids):
+            j = old_index.get(str(item))
+            if i > 0 and j is not None:
+                new_state["item_emb.weight"][i] = old_state["item_emb.weight"][j]
+                carried += 1
+    model.load_state_dict(new_state)
+    return carried
+
+
+def build_index(model, item_ids, kind: str) -> ItemIndex:
+    with torch.no_grad():
+        table = model.item_embeddings().detach().cpu().float().numpy()
+    return ItemIndex.build(table, [str(x) for x in item_ids], kind=kind)
+
+
+def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str | None = None, interactions_topic: str = "interactions", updates_topic: str = "model-updates", cache_dir: Path | None = None) -> BootstrapReport:
+    started = time.perf_counter()
+    if not opts.model.startswith("difflsrec"):
+        raise ValueError(f"the worker serves DiffLSRec models; {opts.model!r} has no streaming state update")
+    data = prepare_history(load_history(opts, bootstrap_servers, interactions_topic), opts.kcore, cache_dir)
+    seq = data.sequences
+    metrics = {"n_users": seq.n_users, "n_items": seq.n_items, "n_interactions": seq.n_interactions, "data_hash": data.hash}
+    stats = fit_features(data)
+    seed_everything(opts.train.seed)
+    model = build(opts.model, seq.n_items, stats, opts.overrides)
+    live_path = registry.latest_path()
+    live = load_artifact(live_path) if live_path else None
+    if live is not None and opts.warm_start and live.model.name == model.name:
+        metrics["warm_started_items"] = warm_start(model, live, seq.item_ids)
+    result = train(model, data, stats, opts.train, FeatureView.build(data, stats))
+    model.cpu().eval()
+    metrics.update({f"valid_{k}": v for k, v in result.best_valid.items()}, best_epoch=result.best_epoch, epochs=result.epochs_run)
+    if live is not None:
+        metrics["live_version"] = live.version
+        metrics["live_NDCG@10"] = live_validation_ndcg(live, data)
+        if metrics["valid_NDCG@10"] < metrics["live_NDCG@10"] - opts.margin:
+            reason = f"validation NDCG@10 {metrics['valid_NDCG@10']:.4f} is below the live {live.version}'s {metrics['live_NDCG@10']:.4f} by more than {opts.margin}"
+            log.warning("refusing to publish: %s", reason)
+            return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)
+
+    version = new_version()
+
+    def write(staging: Path) -> None:
+        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version)
+        build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
+
+    path = registry.publish(version, write)
+    if opts.announce and bootstrap_servers:
+        announce(bootstrap_servers, updates_topic, version, path, metrics)
+    return BootstrapReport(True, version, "ok", metrics, time.perf_counter() - started, str(path))
+
+
+def announce(bootstrap_servers: str, topic: str, version: str, path: Path, metrics: dict) -> None:
+    """Tell workers a new version is live (they also watch LATEST, so a lost message only delays a swap)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    try:
+        payload = {"version": version, "path": str(path), "created": time.time(), "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}
+        producer.send(topic, key=version.encode(), value=json.dumps(payload).encode()).get(timeout=30)
+    finally:
+        producer.close()
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '15m', '2h', '1d' or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"invalid duration {text!r} (examples: 90s, 15m, 2h, 1d)") from None
+
+
+def options_dict(opts: BootstrapOptions) -> dict:
+    d = dataclasses.asdict(opts)
+    d["inputs"] = [str(p) for p in opts.inputs]
+    return d

@@ -1,0 +1,122 @@
+"""The bootstrap job on real MovieLens data: train, index, publish, gate, warm start, announce, kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bootstrap.history import read_files
+from bootstrap.job import BootstrapOptions, parse_duration, run_once
+from bootstrap.registry import Registry
+from index import ItemIndex
+from model.artifact import load_artifact
+from model.training import TrainConfig
+
+TINY = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
+
+
+@pytest.fixture(scope="module")
+def small_history(ml100k_file, tmp_path_factory) -> Path:
+    """The first 80 users of the real ml-100k file, in its own format."""
+    lines = Path(ml100k_file).read_text().splitlines()
+    users = sorted({int(line.split("\t")[0]) for line in lines})[:80]
+    keep = set(users)
+    path = tmp_path_factory.mktemp("hist") / "u.data"
+    path.write_text("\n".join(line for line in lines if int(line.split("\t")[0]) in keep) + "\n")
+    return path
+
+
+def _opts(files, **kw) -> BootstrapOptions:
+    train = TrainConfig(epochs=kw.pop("epochs", 1), patience=1, progress=False)
+    return BootstrapOptions(inputs=[files], overrides=TINY, train=train, announce=False, **kw)
+
+
+def test_publish_then_gate_and_warm_start(small_history, tmp_path):
+    reg = Registry(tmp_path / "registry")
+    first = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
+    assert first.published and reg.latest() == first.version
+    art = load_artifact(reg.latest_path())
+    index = ItemIndex.load(reg.latest_path() / "index")
+    assert len(index) == len(art.item_ids) - 1 == first.metrics["n_items"]
+    assert art.manifest["metrics"]["valid_NDCG@10"] == pytest.approx(first.metrics["valid_NDCG@10"])
+    # the index holds exactly the model's item embeddings
+    ids, scores = index.search(np.ones((1, 16), np.float32), 5)
+    table = art.model.item_embeddings().detach().numpy()
+    expected = np.sort(table[1:].sum(1))[::-1][:5]
+    assert np.allclose(scores[0], expected, atol=1e-4)
+
+    # a second run warm-starts from the live model and is compared with it on the same examples
+    second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
+    assert second.published and second.metrics["warm_started_items"] == second.metrics["n_items"]
+    assert "live_NDCG@10" in second.metrics and reg.latest() == second.version
+    # a gate that demands a large improvement refuses, and the live version stays
+    refused = run_once(_opts(small_history, margin=-1.0), reg, cache_dir=tmp_path / "cache")
+    assert not refused.published and "below the live" in refused.reason
+    assert reg.latest() == second.version and len(reg.versions()) == 2
+
+
+def test_train_until_keeps_the_early_timeline(small_history, tmp_path):
+    reg = Registry(tmp_path / "registry")
+    report = run_once(_opts(small_history, train_until=0.5, kcore=2), reg, cache_dir=tmp_path / "cache")
+    full = read_files([small_history])
+    assert report.metrics["n_interactions"] <= len(full) // 2 + 1
+
+
+def test_announcement_on_model_updates_topic(small_history, tmp_path, kafka_bootstrap, kafka_topic):
+    from kafka import KafkaConsumer
+
+    topic = kafka_topic(1, "model-updates")
+    reg = Registry(tmp_path / "registry")
+    opts = _opts(small_history)
+    opts.announce = True
+    report = run_once(opts, reg, bootstrap_servers=kafka_bootstrap, updates_topic=topic, cache_dir=tmp_path / "cache")
+    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    try:
+        messages = [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+    assert [m["version"] for m in messages] == [report.version]
+    assert Path(messages[0]["path"]) == reg.latest_path() and "valid_NDCG@10" in messages[0]["metrics"]
+
+
+def test_durations():
+    assert parse_duration("90s") == 90 and parse_duration("15m") == 900 and parse_duration("2h") == 7200 and parse_duration("5") == 5
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_bootstrap_killed_while_writing_leaves_the_live_version(small_history, tmp_path):
+    """SIGKILL the real `difflsrec bootstrap` process the moment its staging directory appears."""
+    root = tmp_path / "registry"
+    reg = Registry(root)
+    live = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache").version
+    env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "difflsrec.cli", "bootstrap", "--input", str(small_history), "--epochs", "1", "--registry", str(root), "--no-announce", "--margin", "1"]
+    cmd += [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
+    killed_mid_write = False
+    for _ in range(5):
+        live = reg.latest()  # an attempt that finished before we caught it published a new live version
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None:
+            if any(p.name.startswith(".staging-") for p in root.iterdir()):
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_mid_write = True
+                break
+            time.sleep(0.002)
+        proc.wait(60)
+        assert reg.latest() is not None and (reg.latest_path() / "manifest.json").is_file()
+        for version in reg.versions():  # every visible version is complete and loadable
+            load_artifact(reg.path_of(version))
+            ItemIndex.load(reg.path_of(version) / "index")
+        if killed_mid_write:
+            break
+    assert killed_mid_write, "never caught the job while it was writing"
+    assert reg.latest() == live
