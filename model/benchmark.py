@@ -56,17 +56,21 @@ class ModelRun:
     epoch_seconds: list[float]
     config: dict
     history: list[dict] = field(default_factory=list)
+    test_sampled: EvalResult | None = None  # the sampled protocol, when asked for (reproduce)
 
 
-def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, overrides: dict, train_cfg: TrainConfig, ks=(10,), filter_seen: bool = True, save_dir: Path | None = None) -> ModelRun:
+def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, overrides: dict, train_cfg: TrainConfig, ks=(10,), filter_seen: bool = True, save_dir: Path | None = None, sampled_negatives: int | None = None) -> ModelRun:
     seed_everything(train_cfg.seed)  # model initialisation depends on the seed too
     model = build(name, data.sequences.n_items, stats, overrides)
     result = train(model, data, stats, train_cfg, features)
     device = next(iter(model.parameters()), torch.zeros(0)).device
     test = evaluate(model, data, features, data.split.test, ks=ks, filter_seen=filter_seen, batch_size=train_cfg.eval_batch_size, device=device)
+    sampled = None
+    if sampled_negatives:
+        sampled = evaluate(model, data, features, data.split.test, ks=ks, batch_size=train_cfg.eval_batch_size, device=device, sampled_negatives=sampled_negatives, seed=train_cfg.seed)
     if save_dir is not None:
         save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid})
-    return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, dataclasses.asdict(model.config), result.history)
+    return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, dataclasses.asdict(model.config), result.history, sampled)
 
 
 def summarise(runs: list[ModelRun]) -> dict:
@@ -84,6 +88,10 @@ def summarise(runs: list[ModelRun]) -> dict:
     out["seconds_per_epoch_median"] = float(statistics.median(all_epochs)) if all_epochs else 0.0
     out["valid"] = {k: float(np.mean([r.valid.get(k, 0.0) for r in runs])) for k in runs[0].valid}
     out["config"] = runs[0].config
+    if all(r.test_sampled is not None for r in runs):
+        sampled = [r.test_sampled.mean() for r in runs]
+        out["sampled"] = {k: float(np.mean([m[k] for m in sampled])) for k in keys}
+        out["sampled_std"] = {k: float(np.std([m[k] for m in sampled], ddof=1)) if len(runs) > 1 else 0.0 for k in keys}
     out["per_seed"] = [{"seed": r.seed, **r.test.mean(), "valid": r.valid, "best_epoch": r.best_epoch, "epochs": r.epochs, "train_seconds": r.train_seconds} for r in runs]
     return out
 

@@ -47,6 +47,23 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndar
     return torch.where(torch.isfinite(target_scores.squeeze(1)), ranks, torch.full_like(ranks, scores.shape[1] - 1))
 
 
+def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndarray], n_negatives: int, rng: np.random.Generator) -> torch.Tensor:
+    """The sampled protocol (e.g. SASRec's paper, and most likely DiffLSRec's Table 1): the target is ranked
+    among ``n_negatives`` items drawn uniformly from those the user has not interacted with. Reported only
+    beside full ranking, to show how much it inflates the numbers."""
+    n_items = scores.shape[1] - 1
+    negatives = np.empty((len(targets), n_negatives), dtype=np.int64)
+    for row, (target, history) in enumerate(zip(targets.tolist(), seen)):
+        banned = np.zeros(n_items + 1, dtype=bool)
+        banned[0] = banned[target] = True
+        banned[history] = True
+        allowed = np.flatnonzero(~banned)
+        negatives[row] = rng.choice(allowed, size=n_negatives, replace=len(allowed) < n_negatives)
+    target_scores = scores.gather(1, targets.view(-1, 1))
+    negative_scores = scores.gather(1, torch.as_tensor(negatives, device=scores.device))
+    return (negative_scores >= target_scores).sum(1)
+
+
 @dataclass
 class EvalResult:
     users: np.ndarray  # (n,) dense user id of each example
@@ -80,15 +97,25 @@ def evaluate(
     filter_seen: bool = True,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    sampled_negatives: int | None = None,
+    seed: int = 0,
 ) -> EvalResult:
-    """Rank every item for each (user, position) example and compute metrics at each k."""
+    """Rank every item for each (user, position) example and compute metrics at each k.
+
+    With ``sampled_negatives`` the target is ranked among that many random unseen items instead (the
+    sampled protocol; never report it as if it were full ranking)."""
+    rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()
     users, ranks = [], []
     try:
         for batch, targets, seen in eval_batches(data, features, examples, batch_size, model.max_len):
             scores = model.score(batch.to(device))
-            r = target_ranks(scores, torch.as_tensor(targets, device=scores.device), seen if filter_seen else None)
+            target_t = torch.as_tensor(targets, device=scores.device)
+            if sampled_negatives:
+                r = sampled_ranks(scores, target_t, seen, sampled_negatives, rng)
+            else:
+                r = target_ranks(scores, target_t, seen if filter_seen else None)
             ranks.append(r.cpu().numpy())
             users.append(batch.users.numpy())
     finally:

@@ -51,3 +51,19 @@ def test_bootstrap_ci_and_paired_test():
     assert test["mean_diff"] > 0 and test["t_pvalue"] < 1e-6
     with pytest.raises(ValueError):
         paired_test(a, EvalResult(users[:10], ra[:10], rank_metrics(ra[:10], 10)), "NDCG@10")
+
+
+def test_sampled_protocol_ranks_among_unseen_negatives_only():
+    # 8 items; scores increase with the id; target 5; history {6, 7}
+    scores = torch.tensor([[float("-inf")] + [float(i) for i in range(1, 9)]])
+    rng = np.random.default_rng(0)
+    from model.evaluation import sampled_ranks
+
+    # only item 8 outranks the target among unseen items (6 and 7 are seen) -> rank 1 when 8 is drawn
+    ranks = [sampled_ranks(scores, torch.tensor([5]), [np.array([6, 7])], 5, rng).item() for _ in range(50)]
+    assert set(ranks) <= {0, 1} and 1 in ranks
+    # with every unseen non-target item drawn (with replacement when too few), 8 is always among them
+    r = sampled_ranks(scores, torch.tensor([5]), [np.array([6, 7])], 20, rng).item()
+    assert r >= 1
+    # the full-ranking rank with seen filtering is 1 (only item 8 is above); sampled can only be <= full
+    assert target_ranks(scores, torch.tensor([5]), [np.array([6, 7])]).item() == 1
