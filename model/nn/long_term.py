@@ -37,6 +37,9 @@ class TimeFreqGRU(nn.Module):
         self.x_proj = nn.Linear(d, 3 * d)  # W_z, W_r, W_n (+ biases)
         self.h_proj = nn.Linear(d, 3 * d)  # U_z, U_r, U_n (+ b_hn)
         self.freq_dir = nn.Linear(d, d, bias=False)  # W_m
+        # Start as a plain GRU: softplus(0) = 0.69 would halve the state at every step before anything is
+        # learned; a bias of -4 gives a keep factor of exp(-0.018) ~ 0.98 and lets training learn the decay.
+        nn.init.constant_(self.decay.bias, -4.0)
 
     def _inputs(self, x: torch.Tensor, dt: torch.Tensor, freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything independent of h: input projections (..., 3d) and the keep factor exp(-delta) (..., d)."""
