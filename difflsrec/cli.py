@@ -24,10 +24,10 @@ def _mount() -> None:
     from stream.kafka.cli import app as kafka_app
 
     app.add_typer(data_app, name="data", help="Fetch and prepare interaction datasets.")
-    app.registered_commands.extend(model_app.registered_commands)  # train, evaluate, benchmark, models
+    app.registered_commands.extend(model_app.registered_commands)  # train, evaluate, benchmark, reproduce, models
     app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft, single node, 127.0.0.1).")
     mount_stream(app)  # worker, bench stream
-    app.registered_commands.extend(bootstrap_app.registered_commands)  # bootstrap
+    app.registered_commands.extend(bootstrap_app.registered_commands)  # bootstrap, replay, demo
 
 
 @app.callback()

@@ -6,6 +6,9 @@ Kafka's address comes from the conventional ``KAFKA_BOOTSTRAP_SERVERS``
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -24,3 +27,56 @@ class KafkaSettings(CommonSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "DIFFLSREC_BOOTSTRAP_SERVERS"),
         description="comma-separated host:port list; the default is `difflsrec kafka start`'s broker",
     )
+
+
+class WorkerSettings(KafkaSettings):
+    """Everything the streaming worker reads: ``DIFFLSREC_<FIELD>`` environment variables (or ``.env``),
+    overridden by ``difflsrec worker`` options. Defaults serve a single local worker."""
+
+    app_id: str = Field("difflsrec-worker", description="Faust app id = Kafka consumer group; tables' changelog topics are prefixed with it")
+    # topics
+    interactions_topic: str = "interactions"
+    recommendations_topic: str = "recommendations"
+    dlq_topic: str = "interactions.dlq"
+    model_updates_topic: str = Field("model-updates", description="reserved for model hot swap (announced artifact versions)")
+    partitions: int = Field(8, ge=1, description="partitions of topics the worker creates; an existing interactions topic keeps its own count")
+    replication_factor: int = Field(1, ge=1)
+    # micro-batching and serving
+    batch_max: int = Field(256, ge=1, description="most events per micro-batch (stream.take max)")
+    batch_within: float = Field(0.02, gt=0, description="seconds to wait for a batch to fill before serving what arrived")
+    top_n: int = Field(10, ge=1)
+    exclude_seen: bool = Field(True, description="never recommend items in the user's bounded history")
+    fuse_every_event: bool = Field(
+        False,
+        description="fuse a list for every event; by default a user with several events in one micro-batch gets one list, "
+        "computed after the last of them, in every one of those events' messages (see as_of_offset)",
+    )
+    history_len: int = Field(200, ge=1, description="raw item ids kept per user (exclusions, re-encoding after a model change)")
+    artifact: Path | None = Field(None, description="model artifact dir, or a registry dir whose live version (LATEST) is served (default: <home>/registry)")
+    inference_steps: int | None = Field(None, ge=1, description="reverse diffusion steps at serving time (default: the artifact's)")
+    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    hot_swap: bool = Field(True, description="switch to new versions announced on model-updates or published in the served registry")
+    model_poll_interval: float = Field(5.0, gt=0, description="seconds between checks of the served registry's LATEST pointer")
+    # the common DIFFLSREC_THREADS, defaulting to 1 here: a micro-batch's tensors are tiny, and Faust's
+    # event loop needs the other core (the worker applies it to torch and faiss)
+    threads: int | None = Field(1, ge=1, description="torch and faiss threads of the worker")
+    engine_thread: bool = Field(True, description="run the model and FAISS in a thread of their own, beside Faust's event loop")
+    # input validation
+    max_event_bytes: int = Field(4096, ge=64, description="larger events go to the DLQ as oversize")
+    min_event_time: float = Field(631_152_000.0, description="earliest accepted event time, epoch seconds (1990-01-01)")
+    max_future_skew: float = Field(86_400.0, ge=0, description="accepted seconds of event time ahead of the worker's clock")
+    # process: web server, local state, consumer group timings
+    web_host: str = Field("127.0.0.1", description="address the HTTP server binds and advertises to the other workers")
+    web_port: int = Field(6066, ge=1, le=65535)
+    worker_data_dir: Path | None = Field(None, description="RocksDB tables of this worker (default: <home>/worker/<app_id>); one per worker process")
+    session_timeout: float = Field(30.0, gt=0, description="seconds before the group considers a silent worker dead")
+    heartbeat_interval: float = Field(3.0, gt=0)
+    rebalance_timeout: float = Field(60.0, gt=0)
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits (each flushes the producer first)")
+    producer_linger: float = Field(0.005, ge=0, description="seconds the producer waits to fill a request (fewer, larger requests)")
+    log_every: float = Field(30.0, gt=0, description="seconds between INFO lines with the running counts")
+    profile: Path | None = Field(None, description="write a cProfile of the whole worker here when it stops (slows it down)")
+
+    @property
+    def datadir(self) -> Path:
+        return self.worker_data_dir or self.home / "worker" / self.app_id

@@ -1,0 +1,294 @@
+"""The Faust worker: interactions -> micro-batches -> user states (RocksDB table) -> engine -> recommendations.
+
+Run it with ``difflsrec worker`` (which also creates the topics), or ``faust -A stream.app worker`` with the
+same ``DIFFLSREC_*`` environment (the topics must exist then).
+
+At-least-once: Faust acks the events of a ``take_events`` batch when the loop body ends, *whether it
+returns, raises or is cancelled*, and commits acked offsets after flushing the producer. A body that
+stopped half-way would lose events, so a batch is all or nothing: its output (one message per event, the
+table writes) is enqueued with ``send_soon``, without an ``await`` in between; the one ``await`` (the
+engine's thread) comes before any output, and a cancellation arriving there waits for the engine and
+enqueues the output before it goes through; failures are served event by event, never raised. Either
+the process dies before the batch's offsets are committed and its events come back (the state's last
+applied offsets turn those redeliveries into ``replay`` messages without advancing the state again), or
+everything it produced is flushed before the commit.
+
+Tables are routed by Faust to the RocksDB partition of ``current_event()``. Inside a ``take`` batch that is
+not the event of the user being read or written, so each user's read and write runs with that user's own
+event as current (:func:`as_current`); otherwise a user's state would land in the store and changelog
+partition of whichever event happened to be current, and a rebalance would hand it to the wrong worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+import weakref
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from time import perf_counter, thread_time
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT, StreamT
+
+from stream.engine import BatchResult, Engine, ModelBundle, SourcedEvent, resolve_artifact
+from stream.hotswap import ModelSwapper
+from stream.metrics import WorkerMetrics
+from stream.schemas import DeadLetter, Limits, Reason, dump_recommendation, parse_event
+from stream.settings import WorkerSettings
+from stream.state import StateFormatError, UserState, decode_state, encode_state
+
+log = logging.getLogger(__name__)
+
+USERS_TABLE = "users"
+
+
+@contextmanager
+def as_current(event: EventT):
+    """Make ``event`` Faust's current event in this task only. Faust keeps it in a context variable
+    (``faust.streams._current_event``, read by ``current_event()``); ``Stream._set_current_event`` would
+    also overwrite the stream's shared ``current_event`` attribute, which the take buffer's filling task
+    reads at the same time."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class StreamWorker:
+    """One worker process: the Faust app with its topics, table, agent, views and the serving engine."""
+
+    def __init__(self, settings: WorkerSettings, bundle: ModelBundle, partitions: int | None = None):
+        self.settings = settings
+        self.partitions = partitions or settings.partitions
+        self.metrics = WorkerMetrics()
+        self.metrics.set_model_version(bundle.version)
+        self.metrics.watch_gc()
+        self.engine = Engine(
+            bundle, top_n=settings.top_n, exclude_seen=settings.exclude_seen, history_len=settings.history_len, fuse_every_event=settings.fuse_every_event
+        )
+        self.limits = Limits(max_event_bytes=settings.max_event_bytes, min_event_time=settings.min_event_time, max_future_skew=settings.max_future_skew)
+        self.app = self._create_app()
+        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+        self.interactions = self.app.topic(settings.interactions_topic, partitions=self.partitions, **raw)
+        self.recommendations = self.app.topic(settings.recommendations_topic, partitions=self.partitions, **raw)
+        self.dlq = self.app.topic(settings.dlq_topic, partitions=self.partitions, **raw)
+        # keys: the user id's UTF-8 bytes, as in the source topic (bytes = Faust's raw codec, so the key
+        # hashes to the same partition as the events; str would be JSON-quoted); values: stream/state.py
+        self.users = self.app.Table(USERS_TABLE, default=None, partitions=self.partitions, key_type=bytes, value_type=bytes)
+        self.executor = None
+        if settings.engine_thread:
+            self.executor = ThreadPoolExecutor(1, thread_name_prefix="engine")
+            # Between its GIL-free calls the engine thread needs the GIL back, and with Faust's Python
+            # busy in the loop thread it waits up to the switch interval each time: 5 ms by default, which
+            # doubled an engine batch's wall time (p50 9-14 -> 5-6.5 ms with 1 ms, measured on 40-event batches)
+            sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        self.app.agent(self.interactions, name="serve")(self._agent)
+        self.app.timer(settings.log_every, name="log-counts")(self._log_counts)
+        self.swapper = ModelSwapper(self, bundle.device)
+        if settings.hot_swap:
+            self.app.task(self.swapper.follow_announcements)
+            self.app.timer(settings.model_poll_interval, name="registry-poll")(self.swapper.poll_registry)
+        from stream.web import register_views
+
+        register_views(self)
+
+    def _create_app(self) -> faust.App:
+        app = faust.App(self.settings.app_id, store="rocksdb://", topic_replication_factor=self.settings.replication_factor, **app_options(self.settings, self.partitions))
+        # Faust blocks fetching once more than 100 messages wait in its producer buffer (logging a warning
+        # each time); one batch legitimately enqueues a table write per user and a message per event.
+        app.producer.buffer.max_messages = max(100, 4 * self.settings.batch_max)
+        return app
+
+    @property
+    def bundle(self) -> ModelBundle:
+        return self.engine.bundle
+
+    # ---- the agent ----------------------------------------------------------------------------------
+    async def _agent(self, stream: StreamT) -> None:
+        async for events in stream.take_events(self.settings.batch_max, within=self.settings.batch_within):
+            await self.handle_batch(events)
+
+    async def handle_batch(self, events: list[EventT]) -> None:
+        started, cpu_started = perf_counter(), thread_time()
+        self.metrics.events_in.inc(len(events))
+        valid: list[SourcedEvent] = []
+        owners: list[EventT] = []
+        for event in events:
+            message = event.message
+            parsed = parse_event(message.key, message.value, self.limits)
+            if isinstance(parsed, tuple):
+                self._dead_letter(event, *parsed)
+                continue
+            timestamp_ms = int(round((message.timestamp or 0.0) * 1000))
+            valid.append(SourcedEvent(parsed, message.topic, message.partition, message.offset, timestamp_ms))
+            owners.append(event)
+        self.metrics.stage_seconds.labels("parse").inc(thread_time() - cpu_started)
+        if valid:
+            await self._serve_isolating_failures(valid, owners)
+        self.metrics.batch_seconds.observe(perf_counter() - started)
+        self.metrics.batch_size.observe(len(valid))
+        log.debug("batch: %d events, %d valid, %.1f ms", len(events), len(valid), 1000 * (perf_counter() - started))
+
+    async def _serve_isolating_failures(self, valid: list[SourcedEvent], owners: list[EventT]) -> None:
+        """Serve the batch; if anything fails, serve its events one at a time, so that an event that fails
+        on its own goes to the DLQ (raw bytes and error) while the others are served. Raising instead would
+        let Faust ack the whole batch unserved. A retried event that the failed attempt had already applied
+        is recognised as a replay (the state's last offsets), so retrying cannot apply it twice."""
+        try:
+            states, event_of_user = self._read_states(valid, owners)
+            result = await self._compute(valid, states, event_of_user)
+            self._publish_and_write(result, event_of_user)
+            return
+        except Exception:
+            log.exception("a batch of %d events failed; serving them one at a time", len(valid))
+        for sourced, event in zip(valid, owners):
+            try:
+                states, event_of_user = self._read_states([sourced], [event])
+                self._publish_and_write(self.engine.process([sourced], states), event_of_user)
+            except Exception as error:
+                log.exception("event %s/%d/%d failed", sourced.topic, sourced.partition, sourced.offset)
+                self._dead_letter(event, Reason.PROCESSING_ERROR, f"{type(error).__name__}: {error}")
+
+    async def _compute(self, valid: list[SourcedEvent], states, event_of_user) -> BatchResult:
+        """The engine, in its own thread when configured: the scripted/traced model and FAISS release the
+        GIL, so fetching and producing go on meanwhile (the table stays with the event loop's thread)."""
+        if self.executor is None:
+            return self.engine.process(valid, states)
+        future = self.executor.submit(self.engine.process, valid, states)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            # Faust acks the batch's events however this body ends, cancellation included: finish the
+            # batch (waiting for the thread) before letting the cancellation through
+            self._publish_and_write(future.result(), event_of_user)
+            raise
+
+    def _read_states(self, valid: list[SourcedEvent], owners: list[EventT]) -> tuple[dict, dict[str, EventT]]:
+        started = thread_time()
+        event_of_user: dict[str, EventT] = {}
+        for sourced, event in zip(valid, owners):
+            event_of_user[sourced.event.user_id] = event
+        states = {user: self._read_state(event, user) for user, event in event_of_user.items()}
+        self.metrics.stage_seconds.labels("state_read").inc(thread_time() - started)
+        return states, event_of_user
+
+    def _publish_and_write(self, result: BatchResult, event_of_user: dict[str, EventT]) -> None:
+        """One message per event, then the users' new states (with their latest list) into the table; all
+        enqueued without an await, so a batch's output is complete before Faust can ack its events."""
+        t0 = thread_time()
+        latest: dict[str, bytes] = {}
+        strategies: dict[str, int] = defaultdict(int)
+        for rec in result.recommendations:
+            payload = dump_recommendation(rec)
+            user = rec["user_id"]
+            latest[user] = payload
+            self.recommendations.send_soon(key=user.encode(), value=payload)
+            strategies[rec["strategy"]] += 1
+            self.metrics.latency.observe(max(0.0, rec["emit_time"] - rec["source"]["timestamp_ms"] / 1000.0))
+        t1 = thread_time()
+        for user, state in result.states.items():
+            state.latest = latest.get(user, state.latest)
+            with as_current(event_of_user[user]):  # the user's own partition
+                self.users[user.encode()] = encode_state(state)
+        t2 = thread_time()
+        self._count(result, strategies)
+        stages = self.metrics.stage_seconds
+        for stage, seconds in result.timings.items():
+            stages.labels(stage).inc(seconds)
+        stages.labels("publish").inc(t1 - t0)
+        stages.labels("state_write").inc(t2 - t1)
+
+    def _read_state(self, event: EventT, user: str) -> UserState | None:
+        with as_current(event):  # the user's own partition
+            raw = self.users.get(user.encode())
+        if raw is None:
+            return None
+        try:
+            return decode_state(raw)
+        except StateFormatError as error:
+            # one unreadable value must not stop the partition: the user starts afresh (and it is counted)
+            log.error("user %r: %s; starting from an empty state", user, error)
+            self.metrics.state_errors.inc()
+            return None
+
+    def _dead_letter(self, event: EventT, reason: Reason, detail: str) -> None:
+        m = event.message
+        letter = DeadLetter(reason=reason, detail=detail[:1000], topic=m.topic, partition=m.partition, offset=m.offset, rejected_at=time.time(), raw=m.value or b"")
+        self.dlq.send_soon(key=m.key, value=letter.raw, headers=letter.headers())
+        self.metrics.dead_letters.labels(reason.value).inc()
+        log.debug("dead letter %s/%d/%d: %s (%s)", m.topic, m.partition, m.offset, reason.value, detail)
+
+    def _count(self, result: BatchResult, strategies: dict[str, int]) -> None:
+        c, m = result.counts, self.metrics
+        for strategy, count in strategies.items():
+            m.recommendations_out.labels(strategy).inc(count)
+        m.events_applied.inc(c.applied)
+        m.events_replayed.inc(c.replayed)
+        m.unknown_items.inc(c.unknown_items)
+        m.new_users.inc(c.new_users)
+        m.reencoded.inc(c.reencoded)
+
+    async def _log_counts(self) -> None:
+        t = self.metrics.totals()
+        log.info(
+            "events in %d, applied %d, replayed %d, unknown items %d, recommendations out %d, dead letters %d (model %s)",
+            t["difflsrec_events_in"], t["difflsrec_events_applied"], t["difflsrec_events_replayed"],
+            t["difflsrec_unknown_item_events"], t["difflsrec_recommendations_out"], t["difflsrec_dead_letters"], self.bundle.version,
+        )
+
+
+def app_options(s: WorkerSettings, partitions: int) -> dict:
+    """Faust settings shared by the worker and the benchmark's pass-through app (same consumer/producer)."""
+    return dict(
+        broker=[f"kafka://{address.strip()}" for address in s.bootstrap_servers.split(",")],
+        datadir=str(s.datadir),
+        autodiscover=False,
+        processing_guarantee="at_least_once",  # never exactly_once: see FIELD-NOTES (open bugs, needs 3 brokers)
+        topic_partitions=partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=s.session_timeout,
+        broker_heartbeat_interval=s.heartbeat_interval,
+        broker_rebalance_timeout=s.rebalance_timeout,
+        broker_commit_interval=s.commit_interval,
+        producer_linger=s.producer_linger,
+        web_enabled=True,
+        web_bind=s.web_host,
+        web_host=s.web_host,
+        web_port=s.web_port,
+        canonical_url=f"http://{s.web_host}:{s.web_port}",
+    )
+
+
+def load_bundle(settings: WorkerSettings) -> ModelBundle:
+    from difflsrec.settings import resolve_device
+
+    if settings.threads:
+        import faiss
+        import torch
+
+        torch.set_num_threads(settings.threads)
+        faiss.omp_set_num_threads(settings.threads)
+    path = resolve_artifact(settings.artifact or settings.registry_dir)
+    bundle = ModelBundle.load(path, resolve_device(settings.device), settings.inference_steps, settings.index_kind)
+    log.info("serving model %s from %s (%d items, %d inference steps, index %r)", bundle.version, path, len(bundle.index), bundle.model.config.inference_steps, bundle.index)
+    return bundle
+
+
+def create_app(settings: WorkerSettings | None = None, bundle: ModelBundle | None = None, partitions: int | None = None) -> faust.App:
+    settings = settings or WorkerSettings()
+    return StreamWorker(settings, bundle or load_bundle(settings), partitions).app
+
+
+def __getattr__(name: str):
+    # `faust -A stream.app worker` looks up `app`; build it (and load the model) only then, not on import
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,295 @@
+"""``difflsrec bench stream``: one worker vs a pass-through Faust agent on the same broker.
+
+Both run as real processes with the same settings, topics layout and input (a slice of the ratings file
+replayed in global time order as JSON events). For each mode:
+
+* ``max``: a backlog of events is loaded first, then the process starts; throughput = events / (last
+  output - first output). The producer is idle meanwhile, so only the consumer side is measured.
+* paced loads (events/s): after ``warmup`` seconds at the first load, a paced producer offers each load
+  for ``seconds``; the output rate and the event-to-recommendation latency (producer send -> consumer
+  receive, both in this process) are measured.
+
+The worker's /metrics (``difflsrec_stage_seconds``) and the CPU time of each process give the profile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream.process import PASSTHROUGH, WORKER, WorkerProcess, settings_env
+from stream.producer import EventProducer, TopicReader
+
+log = logging.getLogger(__name__)
+
+EVENT_ID_MARK = b'"event_id":"b'
+
+
+@dataclass
+class BenchConfig:
+    artifact: Path
+    ratings: Path | None = None
+    loads: list[str] = field(default_factory=lambda: ["500", "1000", "2000", "max"])
+    seconds: float = 20.0
+    warmup: float = 5.0  # seconds at the first paced load before measuring
+    backlog: int = 30_000
+    batch_max: int = 256
+    batch_within: float = 0.02
+    inference_steps: int | None = None
+    bootstrap: str | None = None
+    partitions: int = 4
+    repeat: int = 1  # 'max' runs per mode, alternating modes (a shared machine's load drifts)
+    profile_dir: Path | None = None  # cProfile each measured process into this dir
+
+
+@dataclass
+class PhaseResult:
+    mode: str
+    load: str
+    events: int
+    answered: int
+    seconds: float
+    events_per_s: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_us_per_event: float | None = None  # CPU time of the measured process (all its threads) per event
+    mean_batch: float | None = None  # valid events per micro-batch (worker only)
+    stages_us_per_event: dict[str, float] = field(default_factory=dict)
+
+
+def replay_events(ratings: Path | None, limit: int | None = None) -> list[tuple[bytes, bytes]]:
+    """The first ``limit`` ratings as (key, JSON value) events in global time order, event ids ``b<n>``."""
+    from difflsrec.settings import CommonSettings
+    from model.data.prepare import prepare
+
+    path = ratings or CommonSettings().data_dir / "ml-1m" / "ratings.dat"
+    seq = prepare([path]).sequences
+    users = np.repeat(np.arange(seq.n_users), seq.lengths())
+    order = np.argsort(seq.times, kind="stable")[:limit]
+    out = []
+    for n, j in enumerate(order.tolist()):
+        user = str(seq.user_ids[users[j]])
+        body = {"user_id": user, "item_id": str(seq.item_ids[seq.items[j]]), "timestamp": int(seq.times[j]), "event_id": f"b{n}"}
+        out.append((user.encode(), json.dumps(body, separators=(",", ":")).encode()))
+    return out
+
+
+def event_number(value: bytes) -> int | None:
+    """``n`` of the ``"event_id":"b<n>"`` in an input event or a recommendation (both carry it)."""
+    at = value.find(EVENT_ID_MARK)
+    if at < 0:
+        return None
+    start = at + len(EVENT_ID_MARK)
+    return int(value[start : value.index(b'"', start)])
+
+
+class OutputCollector(threading.Thread):
+    """Reads the output topic in the background: receive time of each event number's first output."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        self.reader = TopicReader(bootstrap, topic)
+        self.received: dict[int, float] = {}
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            for record, received_at in self.reader.poll(0.2):
+                n = event_number(record.value)
+                if n is not None:
+                    self.received.setdefault(n, received_at)
+        self.reader.close()
+
+    def wait_for(self, numbers: range, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(n in self.received for n in numbers):
+                return True
+            time.sleep(0.2)
+        return False
+
+
+@contextmanager
+def _broker(bootstrap: str | None):
+    if bootstrap:
+        yield bootstrap, None
+        return
+    from stream.kafka import LocalKafka, find_free_ports
+
+    with tempfile.TemporaryDirectory(prefix="difflsrec-bench-kafka-") as tmp, LocalKafka(Path(tmp), *find_free_ports(2), num_partitions=1) as broker:
+        yield broker.bootstrap_servers, broker
+
+
+def _run_settings(cfg: BenchConfig, bootstrap: str, workdir: Path, tag: str) -> dict:
+    """Settings of one measured process (fresh app id, topics and data dir), with its topics created, so that
+    neither the producer nor the collector auto-creates them with the broker's default partition count."""
+    from stream.settings import WorkerSettings
+    from stream.topics import ensure_topics
+
+    suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
+    settings = dict(
+        app_id=f"bench-{suffix}", interactions_topic=f"bench-in-{suffix}", recommendations_topic=f"bench-out-{suffix}",
+        dlq_topic=f"bench-dlq-{suffix}", model_updates_topic=f"bench-mu-{suffix}", partitions=cfg.partitions, artifact=cfg.artifact,
+        batch_max=cfg.batch_max, batch_within=cfg.batch_within, inference_steps=cfg.inference_steps, worker_data_dir=workdir / suffix,
+        threads=1, session_timeout=10, heartbeat_interval=1, log_every=600,
+        profile=cfg.profile_dir / f"{suffix}.pstats" if cfg.profile_dir else None,
+    )
+    ensure_topics(WorkerSettings(bootstrap_servers=bootstrap, **settings))
+    return settings_env(bootstrap, **settings)
+
+
+STAGE = 'difflsrec_stage_cpu_seconds_total{stage="'
+
+
+def _profile(before: dict[str, float], after: dict[str, float], events: int) -> tuple[dict[str, float], float | None]:
+    """Microseconds per event in each stage between two /metrics readings, and the mean batch size."""
+    stages = {k[len(STAGE) : -2]: 1e6 * (v - before.get(k, 0.0)) / max(1, events) for k, v in after.items() if k.startswith(STAGE)}
+    batches = after.get("difflsrec_batch_size_count", 0.0) - before.get("difflsrec_batch_size_count", 0.0)
+    valid = after.get("difflsrec_batch_size_sum", 0.0) - before.get("difflsrec_batch_size_sum", 0.0)
+    return stages, (valid / batches if batches else None)
+
+
+def _start(cfg: BenchConfig, mode: str, env: dict[str, str], workdir: Path) -> WorkerProcess:
+    from stream.kafka import find_free_port
+
+    command = WORKER if mode == "worker" else PASSTHROUGH
+    return WorkerProcess(env, find_free_port(), workdir / f"{env['DIFFLSREC_APP_ID']}.log", command).start(ready_timeout=180)
+
+
+def run_max(cfg: BenchConfig, mode: str, events, bootstrap: str, workdir: Path) -> PhaseResult:
+    env = _run_settings(cfg, bootstrap, workdir, f"{mode}-max")
+    batch = events[: cfg.backlog]
+    with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=20, batch_size=256 * 1024, acks=1) as producer:
+        for key, value in batch:
+            producer.send_raw(key, value)
+    collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"])
+    collector.start()
+    process = _start(cfg, mode, env, workdir)
+    cpu0 = process.cpu_seconds()
+    try:
+        done = collector.wait_for(range(len(batch)), timeout=600)
+        cpu = process.cpu_seconds() - cpu0
+        stages, mean_batch = _profile({}, process.metrics(), len(batch))
+    finally:
+        process.stop()
+        collector.stopping.set()
+    times = sorted(collector.received.values())
+    seconds = times[-1] - times[0] if len(times) > 1 else float("nan")
+    if not done:
+        log.warning("%s max: only %d of %d events answered", mode, len(collector.received), len(batch))
+    return PhaseResult(mode, "max", len(batch), len(collector.received), seconds, len(times) / seconds, cpu_us_per_event=1e6 * cpu / len(batch), mean_batch=mean_batch, stages_us_per_event=stages)
+
+
+def _pace(producer: EventProducer, events, phase: range, rate: float, sent_at: dict[int, float]) -> float:
+    """Send ``events[phase]`` at ``rate`` per second (event n is due at start + (n - first) / rate)."""
+    started = time.time()
+    for n in phase:
+        delay = started + (n - phase.start) / rate - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        key, value = events[n]
+        sent_at[n] = time.time()
+        producer.send_raw(key, value)
+    producer.flush()
+    return started
+
+
+def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: str, workdir: Path) -> list[PhaseResult]:
+    env = _run_settings(cfg, bootstrap, workdir, f"{mode}-paced")
+    collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"])
+    collector.start()
+    process = _start(cfg, mode, env, workdir)
+    results = []
+    sent_at: dict[int, float] = {}
+    try:
+        with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=1, acks=1) as producer:
+            # warm-up, not measured: the first seconds of a fresh process (connections, metadata of every
+            # partition, first table writes) are not its steady state
+            warmup = range(0, int(rates[0] * cfg.warmup))
+            _pace(producer, events, warmup, rates[0], sent_at)
+            collector.wait_for(warmup, timeout=60)
+            cursor = warmup.stop
+            for rate in rates:
+                count = int(rate * cfg.seconds)
+                phase = range(cursor, cursor + count)
+                before, cpu0 = process.metrics(), process.cpu_seconds()
+                started = _pace(producer, events, phase, rate, sent_at)
+                complete = collector.wait_for(phase, timeout=60)
+                cpu = process.cpu_seconds() - cpu0
+                answered = [n for n in phase if n in collector.received]
+                latencies = np.array([collector.received[n] - sent_at[n] for n in answered]) * 1000
+                last = max((collector.received[n] for n in answered), default=started)
+                stages, mean_batch = _profile(before, process.metrics(), count)
+                results.append(
+                    PhaseResult(
+                        mode, str(rate), count, len(answered), last - started, len(answered) / (last - started),
+                        float(np.percentile(latencies, 50)) if len(latencies) else None, float(np.percentile(latencies, 99)) if len(latencies) else None,
+                        1e6 * cpu / count, mean_batch, stages,
+                    )
+                )
+                if not complete:
+                    log.warning("%s at %d/s: %d of %d events answered within 60 s of the phase", mode, rate, len(answered), count)
+                cursor += count
+    finally:
+        process.stop()
+        collector.stopping.set()
+    return results
+
+
+def run_bench(cfg: BenchConfig, out: Path | None = None) -> list[PhaseResult]:
+    rates = [int(x) for x in cfg.loads if x != "max"]
+    events = replay_events(cfg.ratings, max(cfg.backlog, int(sum(rates) * cfg.seconds + (rates[0] * cfg.warmup if rates else 0))))
+    results: list[PhaseResult] = []
+    own_cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    workdir = Path(tempfile.mkdtemp(prefix="difflsrec-bench-"))
+    try:
+        with _broker(cfg.bootstrap) as (bootstrap, broker):
+            for _ in range(cfg.repeat if "max" in cfg.loads else 0):
+                for mode in ("passthrough", "worker"):
+                    results.append(run_max(cfg, mode, events, bootstrap, workdir))
+                    _print(results[-1])
+            for mode in ("passthrough", "worker") if rates else ():
+                for result in run_paced(cfg, mode, rates, events, bootstrap, workdir):
+                    results.append(result)
+                    _print(result)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    log.info("bench process CPU: %.1f s", own.ru_utime + own.ru_stime - own_cpu0.ru_utime - own_cpu0.ru_stime)
+    _summary(results)
+    if out is not None:
+        out.write_text(json.dumps({"config": {k: str(v) for k, v in asdict(cfg).items()}, "results": [asdict(r) for r in results]}, indent=2))
+    return results
+
+
+def _print(r: PhaseResult) -> None:
+    latency = f", p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms" if r.p50_ms is not None else ""
+    print(f"{r.mode:11s} load {r.load:>5s}: {r.events_per_s:7.0f} events/s ({r.answered}/{r.events} answered){latency}, process CPU {r.cpu_us_per_event:.0f} us/event", flush=True)
+    if r.stages_us_per_event:
+        print(f"            mean batch {r.mean_batch:.0f}; stages (us/event): " + ", ".join(f"{k} {v:.0f}" for k, v in r.stages_us_per_event.items()), flush=True)
+
+
+def _summary(results: list[PhaseResult]) -> None:
+    """Per load: the median events/s of each mode over its runs, and their ratio."""
+    for load in dict.fromkeys(r.load for r in results):
+        rates = {mode: [r.events_per_s for r in results if r.load == load and r.mode == mode] for mode in ("passthrough", "worker")}
+        if rates["passthrough"] and rates["worker"]:
+            p, w = float(np.median(rates["passthrough"])), float(np.median(rates["worker"]))
+            cpu = {mode: float(np.median([r.cpu_us_per_event for r in results if r.load == load and r.mode == mode])) for mode in rates}
+            runs = f" (medians of {len(rates['worker'])} runs)" if len(rates["worker"]) > 1 else ""
+            print(
+                f"load {load:>5s}: worker {w:.0f} / pass-through {p:.0f} events/s = {100 * w / p:.0f} %; "
+                f"CPU {cpu['worker']:.0f} / {cpu['passthrough']:.0f} us per event{runs}",
+                flush=True,
+            )

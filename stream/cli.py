@@ -1,0 +1,99 @@
+"""``difflsrec worker`` (serve recommendations from Kafka) and ``difflsrec bench stream``.
+
+Options override the ``DIFFLSREC_*`` environment (see :class:`stream.settings.WorkerSettings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+bench_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="Measure the streaming service.")
+
+
+def mount(root: typer.Typer) -> None:
+    """Add ``worker`` and ``bench stream`` to the top-level ``difflsrec`` command."""
+    root.registered_commands.extend(app.registered_commands)
+    root.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def worker(
+    artifact: Annotated[Optional[Path], typer.Option(help="model artifact dir, or a registry dir (serves its live version) [env DIFFLSREC_ARTIFACT; default <home>/registry]")] = None,
+    app_id: Annotated[Optional[str], typer.Option(help="consumer group / app id [env DIFFLSREC_APP_ID]")] = None,
+    web_port: Annotated[Optional[int], typer.Option(help="HTTP port, one per worker on a machine [env DIFFLSREC_WEB_PORT]")] = None,
+    web_host: Annotated[Optional[str], typer.Option(help="HTTP bind address [env DIFFLSREC_WEB_HOST, default 127.0.0.1]")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="this worker's RocksDB dir [env DIFFLSREC_WORKER_DATA_DIR]")] = None,
+    batch_max: Annotated[Optional[int], typer.Option(help="events per micro-batch [env DIFFLSREC_BATCH_MAX]")] = None,
+    batch_within: Annotated[Optional[float], typer.Option(help="seconds to fill a micro-batch [env DIFFLSREC_BATCH_WITHIN]")] = None,
+    inference_steps: Annotated[Optional[int], typer.Option(help="reverse diffusion steps (default: the artifact's) [env DIFFLSREC_INFERENCE_STEPS]")] = None,
+    top_n: Annotated[Optional[int], typer.Option(help="items per recommendation [env DIFFLSREC_TOP_N]")] = None,
+    partitions: Annotated[Optional[int], typer.Option(help="partitions of topics created by the worker [env DIFFLSREC_PARTITIONS]")] = None,
+    loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+) -> None:
+    """Serve recommendations: consume interactions, update user states, publish top-N lists."""
+    from stream.settings import WorkerSettings
+
+    given = {
+        "artifact": artifact, "app_id": app_id, "web_port": web_port, "web_host": web_host, "worker_data_dir": data_dir,
+        "batch_max": batch_max, "batch_within": batch_within, "inference_steps": inference_steps, "top_n": top_n, "partitions": partitions,
+    }
+    settings = WorkerSettings(**{key: value for key, value in given.items() if value is not None})
+    run_worker(settings, loglevel)
+
+
+def run_worker(settings, loglevel: str = "info") -> None:
+    """Create the topics, load the model, and run the Faust worker until SIGTERM/SIGINT."""
+    import cProfile
+    import gc
+
+    import faust
+
+    from stream.app import StreamWorker, load_bundle
+    from stream.topics import ensure_topics
+
+    partitions = ensure_topics(settings)
+    stream_worker = StreamWorker(settings, load_bundle(settings), partitions)
+    # torch, faiss and Faust leave a large heap of long-lived objects; frozen, the garbage collector stops
+    # rescanning them on every full collection (unfrozen, collections cost as much as the model per batch)
+    gc.collect()
+    gc.freeze()
+    worker = faust.Worker(stream_worker.app, loglevel=loglevel, redirect_stdouts=False)
+    if settings.profile is None:
+        worker.execute_from_commandline()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:  # execute_from_commandline ends with SystemExit after a clean stop
+        profiler.disable()
+        profiler.dump_stats(settings.profile)
+
+
+@bench_app.command("stream")
+def bench_stream(
+    artifact: Annotated[Path, typer.Option(help="model artifact to serve (e.g. `difflsrec train --input ml-1m/ratings.dat --epochs 1 --out DIR`)")],
+    ratings: Annotated[Optional[Path], typer.Option(help="interaction file replayed as events (default: the ml-1m ratings)")] = None,
+    loads: Annotated[str, typer.Option(help="offered loads in events/s, comma-separated; 'max' = drain a backlog")] = "500,1000,2000,max",
+    seconds: Annotated[float, typer.Option(help="duration of each paced load")] = 20.0,
+    backlog: Annotated[int, typer.Option(help="events pre-loaded for the 'max' load")] = 30000,
+    batch_max: Annotated[int, typer.Option()] = 256,
+    batch_within: Annotated[float, typer.Option()] = 0.02,
+    inference_steps: Annotated[Optional[int], typer.Option()] = None,
+    bootstrap: Annotated[Optional[str], typer.Option(help="Kafka to use (default: start a private local broker)")] = None,
+    partitions: Annotated[int, typer.Option(help="partitions of the benchmark topics")] = 4,
+    repeat: Annotated[int, typer.Option(help="'max' runs per mode, alternating (the machine's load drifts)")] = 3,
+    profile_dir: Annotated[Optional[Path], typer.Option(help="cProfile each measured process into this directory (slower)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None,
+) -> None:
+    """Throughput and latency of one worker vs a pass-through Faust agent on the same broker."""
+    from stream.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(
+        artifact=artifact, ratings=ratings, loads=[x.strip() for x in loads.split(",") if x.strip()], seconds=seconds, backlog=backlog,
+        batch_max=batch_max, batch_within=batch_within, inference_steps=inference_steps, bootstrap=bootstrap, partitions=partitions, repeat=repeat, profile_dir=profile_dir,
+    )
+    run_bench(cfg, out)

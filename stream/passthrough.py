@@ -1,0 +1,64 @@
+"""A pass-through Faust worker: the framework's own ceiling for the benchmark.
+
+Same app settings, the same micro-batched consumption (``take_events``) and the same producer path
+(``send_soon``) as the real worker, but each event's bytes are forwarded unchanged to the
+recommendations topic: no parsing, state, model, index or table. ``difflsrec bench stream`` runs it as
+``python -m stream.passthrough`` with the worker's ``DIFFLSREC_*`` environment.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import gc
+
+import faust
+from faust.types import StreamT
+
+from stream.app import app_options
+from stream.settings import WorkerSettings
+from stream.web import readiness
+
+
+def create_passthrough_app(settings: WorkerSettings, partitions: int) -> faust.App:
+    s = settings
+    app = faust.App(s.app_id, **app_options(s, partitions))
+    app.producer.buffer.max_messages = max(100, 4 * s.batch_max)
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    source = app.topic(s.interactions_topic, partitions=partitions, **raw)
+    sink = app.topic(s.recommendations_topic, partitions=partitions, **raw)
+
+    @app.agent(source, name="forward")
+    async def forward(stream: StreamT) -> None:
+        async for events in stream.take_events(s.batch_max, within=s.batch_within):
+            for event in events:
+                sink.send_soon(key=event.message.key, value=event.message.value)
+
+    @app.page("/health")
+    async def health(web, request):
+        body = readiness(app, s.interactions_topic)
+        return web.json(body, status=200 if body["status"] == "ok" else 503)
+
+    return app
+
+
+def main() -> None:
+    from stream.topics import ensure_topics
+
+    settings = WorkerSettings()
+    app = create_passthrough_app(settings, ensure_topics(settings))
+    gc.collect()
+    gc.freeze()  # as the worker does (stream/cli.py), so both pay the same for garbage collection
+    worker = faust.Worker(app, loglevel="info", redirect_stdouts=False)
+    if settings.profile is None:
+        worker.execute_from_commandline()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(settings.profile)
+
+
+if __name__ == "__main__":
+    main()

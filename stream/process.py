@@ -1,0 +1,115 @@
+"""Run a worker as a real child process (tests and the benchmark): start it, wait until it serves, signal it.
+
+Settings travel as ``DIFFLSREC_*`` environment variables, exactly as an operator would set them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+WORKER = [sys.executable, "-m", "difflsrec.cli", "worker"]
+PASSTHROUGH = [sys.executable, "-m", "stream.passthrough"]
+
+
+def settings_env(bootstrap_servers: str, **settings) -> dict[str, str]:
+    """Environment for a worker: ``KAFKA_BOOTSTRAP_SERVERS`` plus ``DIFFLSREC_<NAME>`` per setting."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
+    env.update({f"DIFFLSREC_{name.upper()}": str(value) for name, value in settings.items() if value is not None})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], web_port: int, log_path: Path, command: list[str] = WORKER):
+        self.env = {**os.environ, **env, "DIFFLSREC_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
+        self.web_port = web_port
+        self.log_path = Path(log_path)
+        self.command = command
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self, ready_timeout: float = 120.0) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.wait_ready(ready_timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 120.0, partitions: int | None = None) -> dict:
+        """Wait for GET /health to answer 200 (optionally with ``partitions`` partitions assigned)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with code {self.process.returncode}:\n{self.log_tail()}")
+            status, body = self.get("/health")
+            if status == 200 and (partitions is None or len(body.get("partitions", [])) == partitions):
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker not ready after {timeout:.0f}s (last /health: {status} {body}):\n{self.log_tail()}")
+            time.sleep(0.3)
+
+    def get(self, path: str, timeout: float = 5.0) -> tuple[int, dict | str | None]:
+        """(HTTP status, decoded JSON or text) of a GET on the worker; (0, None) if it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=timeout) as response:
+                return response.status, _decode(response.read(), response.headers.get_content_type())
+        except urllib.error.HTTPError as error:
+            return error.code, _decode(error.read(), error.headers.get_content_type())
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, None
+
+    def metrics(self) -> dict[str, float]:
+        """The Prometheus samples of GET /metrics, by sample name with labels (``name{label="x"}``)."""
+        status, text = self.get("/metrics")
+        if status != 200:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
+        if self.process is None:
+            return 0
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> int:
+        self.signal(signal.SIGKILL)
+        return self.process.wait() if self.process is not None else 0
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _decode(body: bytes, content_type: str):
+    if content_type == "application/json":
+        return json.loads(body)
+    return body.decode(errors="replace")

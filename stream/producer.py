@@ -1,0 +1,96 @@
+"""Client helpers (kafka-python): publish interaction events, read recommendations and dead letters back.
+
+    with EventProducer("127.0.0.1:9092") as producer:
+        producer.send({"user_id": "u1", "item_id": "i9", "timestamp": 1700000000, "event_id": "e1"})
+    with TopicReader("127.0.0.1:9092", "recommendations") as reader:
+        for rec in reader.recommendations(timeout=5):
+            print(rec.user_id, [item.item_id for item in rec.items])
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+
+from stream.schemas import DeadLetter, InteractionEvent, Recommendation
+
+
+class EventProducer:
+    """Publishes interaction events keyed by user id (the worker's partitioning contract)."""
+
+    def __init__(self, bootstrap_servers: str, topic: str = "interactions", **config: Any):
+        self.topic = topic
+        config = {"acks": "all", "linger_ms": 5, **config}
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+
+    def send(self, event: InteractionEvent | dict):
+        """Validate and publish one event; returns kafka-python's future."""
+        if not isinstance(event, InteractionEvent):
+            event = InteractionEvent.model_validate(event)
+        body = json.dumps(event.model_dump(exclude_none=True), separators=(",", ":")).encode()
+        return self._producer.send(self.topic, key=event.user_id.encode(), value=body)
+
+    def send_raw(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None):
+        """Publish bytes as they are (for malformed-event tests and replays of foreign data)."""
+        return self._producer.send(self.topic, key=key, value=value, headers=headers)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout)
+
+    def close(self) -> None:
+        self._producer.close()
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.flush()
+        self.close()
+
+
+class TopicReader:
+    """Reads a topic from the beginning (no consumer group, every partition), with receive times."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, from_beginning: bool = True, **config: Any):
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest", **config,
+        )
+
+    def poll(self, timeout: float = 0.5) -> list[tuple[Any, float]]:
+        """Records that arrived within ``timeout`` seconds, each with its local receive time."""
+        batches = self._consumer.poll(timeout_ms=int(timeout * 1000))
+        received = time.time()
+        return [(record, received) for records in batches.values() for record in records]
+
+    def records(self, timeout: float) -> Iterator[Any]:
+        """Every record that arrives until ``timeout`` seconds pass without one."""
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < timeout:
+            polled = self.poll(min(0.5, timeout))
+            if polled:
+                idle_since = time.monotonic()
+            for record, _ in polled:
+                yield record
+
+    def recommendations(self, timeout: float) -> Iterator[Recommendation]:
+        for record in self.records(timeout):
+            yield Recommendation.model_validate_json(record.value)
+
+    def dead_letters(self, timeout: float) -> Iterator[DeadLetter]:
+        for record in self.records(timeout):
+            yield DeadLetter.from_message(record.value, record.headers)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

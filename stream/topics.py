@@ -1,0 +1,47 @@
+"""Create the worker's topics before Faust starts, so every topic and table agrees on one partition count.
+
+Faust creates its changelog topics with the table's ``partitions`` and refuses to write when the source
+topic has a different count; the source topic may already exist (created by producers or an operator)
+with any count. So the count is read from the interactions topic when it exists and used everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(settings: WorkerSettings) -> int:
+    """Create missing topics; returns the partition count of the interactions topic."""
+    with KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin") as admin:
+        partitions = _partition_count(admin, settings.interactions_topic)
+        if partitions is None:
+            _create(admin, settings.interactions_topic, settings.partitions, settings.replication_factor)
+            partitions = settings.partitions
+        elif partitions != settings.partitions:
+            log.info("topic %s exists with %d partitions; using that count (setting says %d)", settings.interactions_topic, partitions, settings.partitions)
+        for name, count in ((settings.recommendations_topic, partitions), (settings.dlq_topic, partitions), (settings.model_updates_topic, 1)):
+            if _partition_count(admin, name) is None:
+                _create(admin, name, count, settings.replication_factor)
+    return partitions
+
+
+def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
+    if topic not in admin.list_topics():
+        return None
+    (described,) = admin.describe_topics([topic])
+    return len(described["partitions"])
+
+
+def _create(admin: KafkaAdminClient, topic: str, partitions: int, replication: int) -> None:
+    try:
+        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": replication}}, wait_for_metadata=True)
+        log.info("created topic %s (%d partitions)", topic, partitions)
+    except TopicAlreadyExistsError:
+        pass  # another worker created it meanwhile

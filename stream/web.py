@@ -1,0 +1,85 @@
+"""HTTP views of the worker (Faust's web server, bound to 127.0.0.1 by default).
+
+GET /recommendations/{user_id}  the latest list sent for the user (404 if none yet)
+GET /state/{user_id}            a readable summary of the user's stored state (operators, tests)
+GET /health                     200 when serving, 503 while the worker rebalances or recovers its tables
+GET /metrics                    Prometheus text
+
+The per-user views are routed by Faust to the worker that owns the user's partition, so any worker
+answers for every user.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from faust.exceptions import ConsumerNotStarted
+from faust.web import Request, Response, View
+
+from stream.state import StateFormatError, decode_state
+
+if TYPE_CHECKING:
+    from stream.app import StreamWorker
+
+
+def register_views(worker: StreamWorker) -> None:
+    app, users, metrics = worker.app, worker.users, worker.metrics
+
+    def _stored(user_id: str):
+        raw = users.get(user_id.encode())
+        return None if raw is None else decode_state(raw)
+
+    @app.page("/recommendations/{user_id}")
+    @app.table_route(table=users, match_info="user_id")
+    async def recommendations(web: View, request: Request, user_id: str) -> Response:
+        state = _stored(user_id)
+        if state is None or state.latest is None:
+            return web.json({"error": f"no recommendations for user {user_id!r} yet"}, status=404)
+        return web.bytes(state.latest, content_type="application/json")
+
+    @app.page("/state/{user_id}")
+    @app.table_route(table=users, match_info="user_id")
+    async def user_state(web: View, request: Request, user_id: str) -> Response:
+        try:
+            state = _stored(user_id)
+        except StateFormatError as error:
+            return web.json({"error": str(error)}, status=500)
+        if state is None:
+            return web.json({"error": f"no state for user {user_id!r}"}, status=404)
+        return web.json(
+            {
+                "user_id": user_id,
+                "model_version": state.model_version,
+                "event_count": state.event_count,
+                "unknown_count": state.unknown_count,
+                "last_ts": state.last_ts,
+                "history": state.history,
+                "window": state.window.tolist(),
+                "h": None if state.h is None else state.h.tolist(),
+                "offsets": state.offsets,
+                "recent_event_ids": state.recent_event_ids,
+                "latest": None if state.latest is None else json.loads(state.latest),
+            }
+        )
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        body = {**readiness(app, worker.settings.interactions_topic), "model_version": worker.bundle.version}
+        return web.json(body, status=200 if body["status"] == "ok" else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web: View, request: Request) -> Response:
+        # aiohttp refuses a charset inside content_type; the text is ASCII anyway
+        return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+def readiness(app, topic: str) -> dict:
+    """``status`` ("ok" once partitions are assigned and tables recovered, else "rebalancing") and the
+    partitions of ``topic`` this worker consumes."""
+    busy = app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set()
+    try:
+        tps = app.consumer.assignment()
+    except ConsumerNotStarted:
+        tps = set()
+    return {"status": "rebalancing" if busy else "ok", "partitions": sorted(tp.partition for tp in tps if tp.topic == topic)}

@@ -1,0 +1,102 @@
+"""Shared pieces of the stream tests: a tiny trained artifact, the offline reference, event streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.artifact import Artifact, load_artifact, save_artifact
+from model.batching import collate
+from model.registry import build
+from model.training import TrainConfig, train
+from tests.model.toy import toy_dataset, toy_stats
+
+TINY = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
+N_ITEMS = 30
+
+
+def build_tiny_artifact(path: Path, seed: int = 0, epochs: int = 2) -> Path:
+    """A real trained DiffLSRec artifact (30 items "i1".."i30", d=16): seconds on a CPU."""
+    data = toy_dataset(n_users=16, n_items=N_ITEMS, min_len=5, max_len=14, seed=seed, pattern=True)
+    stats = toy_stats(data)
+    torch.manual_seed(seed)
+    model = build("difflsrec", data.sequences.n_items, stats, TINY)
+    train(model, data, stats, TrainConfig(epochs=epochs, progress=False, device="cpu", seed=seed))
+    save_artifact(path, model, stats, data.sequences.item_ids, data_hash=data.hash, split="loo")
+    return path
+
+
+def offline_top_n(artifact: Artifact, items: list[str], times: list[float], n: int = 10, exclude_seen: bool = True) -> tuple[list[str], np.ndarray]:
+    """The offline evaluation path on one history: ``model.score`` (encode_long over the whole history,
+    fuse on the last window, dot products with every item), seen items removed, top ``n``."""
+    model, stats = artifact.model.eval(), artifact.stats
+    index_of = artifact.item_index_of()
+    dense = np.array([index_of.get(i, 0) for i in items], dtype=np.int64)
+    known = dense > 0
+    t = np.asarray(times, dtype=np.float64)
+    intervals = stats.interval_feature(np.abs(np.diff(t, prepend=t[:1])))
+    intervals[:1] = 0.0
+    # unknown items are masked like padding (the worker cannot embed them either)
+    batch = collate([(dense, intervals, stats.frequency_bucket(dense))], [0])
+    with torch.no_grad():
+        scores = model.score(batch)[0].clone()
+    scores[0] = float("-inf")
+    if exclude_seen:
+        scores[torch.as_tensor(dense[known])] = float("-inf")
+    top = torch.topk(scores, n)
+    return [artifact.item_ids[i] for i in top.indices.tolist()], top.values.numpy()
+
+
+@dataclass
+class UserStream:
+    """The events produced for one user, in order: what the worker's final state must reflect."""
+
+    user: str
+    items: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+
+
+def make_events(n_users: int, per_user: int, seed: int = 0, unknown_every: int = 0, unknown_users: int | None = None, prefix: str = "u") -> list[dict]:
+    """Interleaved events of ``n_users`` users, ``per_user`` each, increasing times per user; every
+    ``unknown_every``-th event (if > 0) of the first ``unknown_users`` users (default all) has an item
+    outside the vocabulary."""
+    rng = np.random.default_rng(seed)
+    events = []
+    clock = {u: 1_000_000_000 + 1000 * u for u in range(n_users)}
+    for k in range(per_user):
+        for u in rng.permutation(n_users).tolist():
+            clock[u] += int(rng.integers(30, 5000))
+            unknown = unknown_every and (k + 1) % unknown_every == 0 and u < (n_users if unknown_users is None else unknown_users)
+            item = f"new-{u}-{k}" if unknown else f"i{int(rng.integers(1, N_ITEMS + 1))}"
+            events.append({"user_id": f"{prefix}{u}", "item_id": item, "timestamp": clock[u], "event_id": f"{prefix}{u}-e{k}"})
+    return events
+
+
+def streams_of(events: list[dict]) -> dict[str, UserStream]:
+    out: dict[str, UserStream] = {}
+    for e in events:
+        s = out.setdefault(e["user_id"], UserStream(e["user_id"]))
+        s.items.append(e["item_id"])
+        s.times.append(float(e["timestamp"]))
+        s.event_ids.append(e["event_id"])
+    return out
+
+
+def offline_state(artifact: Artifact, items: list[str], times: list[float]) -> np.ndarray:
+    """h after the whole history, by the offline encoder (unknown items masked)."""
+    model, stats = artifact.model.eval(), artifact.stats
+    index_of = artifact.item_index_of()
+    dense = np.array([index_of.get(i, 0) for i in items], dtype=np.int64)
+    t = np.asarray(times, dtype=np.float64)
+    intervals = stats.interval_feature(np.abs(np.diff(t, prepend=t[:1])))
+    intervals[:1] = 0.0
+    with torch.no_grad():
+        return model.encode_long(collate([(dense, intervals, stats.frequency_bucket(dense))], [0]))[0, -1].numpy()
+
+
+def load(path: Path) -> Artifact:
+    return load_artifact(path)

@@ -1,0 +1,206 @@
+"""The worker as users run it: real `difflsrec worker` processes on a real Kafka broker.
+
+One served run (module fixture) backs the end-to-end, parity, dead-letter and HTTP tests; the restart and
+scale-out tests start their own workers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from stream.kafka import find_free_port, find_free_ports
+from stream.schemas import Reason
+from tests.stream.helpers import load, make_events, offline_state, offline_top_n, streams_of
+from tests.stream.worker_harness import Deployment
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+BAD_EVENTS = [  # (key, value, reason): one of every kind, sent among good events of the same users
+    (b"u0", b"this is not json", Reason.NOT_JSON),
+    (b"u1", b"\xff\xfe\xfd", Reason.NOT_JSON),
+    (b"u2", None, Reason.NOT_JSON),  # a tombstone
+    (b"u3", json.dumps({"user_id": "u3", "timestamp": 1_000_000_000}).encode(), Reason.MISSING_FIELD),
+    (b"u4", json.dumps({"user_id": "u4", "item_id": {"id": 1}, "timestamp": 1_000_000_000}).encode(), Reason.WRONG_TYPE),
+    (b"u5", json.dumps({"user_id": "u5", "item_id": "i1", "timestamp": 12}).encode(), Reason.TIMESTAMP_OUT_OF_RANGE),
+    (b"u6", json.dumps({"user_id": "u6", "item_id": "i1", "timestamp": 1_000_000_000, "pad": "x" * 5000}).encode(), Reason.OVERSIZE),
+    (b"u7", json.dumps({"user_id": "someone-else", "item_id": "i1", "timestamp": 1_000_000_000}).encode(), Reason.KEY_MISMATCH),
+]
+
+
+def _assert_state(worker, artifact, stream, context: str = "") -> dict:
+    status, state = worker.get(f"/state/{stream.user}")
+    assert status == 200, (status, state, context)
+    assert state["history"] == stream.items, context  # every event once, in order: none skipped or applied twice
+    assert state["event_count"] == len(stream.items), context
+    np.testing.assert_allclose(state["h"], offline_state(artifact, stream.items, stream.times), atol=1e-4, err_msg=context)
+    return state
+
+
+def _assert_every_event_answered(recommendations, events, context: str = "") -> None:
+    for event in events:
+        recs = recommendations.get(event["event_id"])
+        assert recs, f"no recommendation for {event['event_id']} {context}"
+        # duplicates only as at-least-once allows: redeliveries of the same record
+        assert len({(r.source.topic, r.source.partition, r.source.offset) for r in recs}) == 1, [r.source for r in recs]
+
+
+@pytest.fixture(scope="module")
+def served(kafka_bootstrap, tiny_artifact_dir, tmp_path_factory):
+    """One worker serves 12 users x 15 events (every 7th item of 8 users unknown to the model) and the bad events."""
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path_factory.mktemp("served"))
+    try:
+        worker = deployment.start_worker("w1", find_free_port())
+        events = make_events(n_users=12, per_user=15, seed=11, unknown_every=7, unknown_users=8)
+        with deployment.producer() as producer:
+            for k, event in enumerate(events):
+                producer.send(event)
+                if k % 20 == 10 and k // 20 < len(BAD_EVENTS):
+                    key, value, _ = BAD_EVENTS[k // 20]
+                    producer.send_raw(key, value)
+        recommendations = deployment.collect({e["event_id"] for e in events})
+        letters = deployment.dead_letters(len(BAD_EVENTS))
+        yield {"deployment": deployment, "worker": worker, "events": events, "recommendations": recommendations, "letters": letters}
+    finally:
+        deployment.close()
+
+
+def test_every_event_gets_a_recommendation_and_states_are_right(served, tiny_artifact_dir):
+    events, recommendations, worker = served["events"], served["recommendations"], served["worker"]
+    _assert_every_event_answered(recommendations, events, served["deployment"].logs())
+    assert sum(len(r) for r in recommendations.values()) == len(events)  # no restart here: no duplicates at all
+    artifact = load(tiny_artifact_dir)
+    for stream in streams_of(events).values():
+        state = _assert_state(worker, artifact, stream)
+        assert state["unknown_count"] == sum(item.startswith("new-") for item in stream.items)
+        assert state["model_version"] == artifact.version
+
+
+def test_recommendations_equal_offline_scores_of_the_same_history(served, tiny_artifact_dir):
+    """Each message's list equals offline `model.score` (eta = 0) on the user's history up to the event it
+    reflects (as_of_event_id), seen items excluded. Offline data has no unknown items, so histories are
+    compared up to a user's first unknown item (4 users have none)."""
+    artifact = load(tiny_artifact_dir)
+    compared = 0
+    for stream in streams_of(served["events"]).values():
+        for event_id in stream.event_ids:
+            (rec,) = served["recommendations"][event_id]
+            upto = stream.event_ids.index(rec.as_of_event_id) + 1
+            if any(item.startswith("new-") for item in stream.items[:upto]):
+                continue
+            ids, scores = offline_top_n(artifact, stream.items[:upto], stream.times[:upto], n=5)
+            assert [item.item_id for item in rec.items] == ids, event_id
+            np.testing.assert_allclose([item.score for item in rec.items], scores, rtol=1e-4, atol=1e-5)
+            assert rec.strategy == "diffusion" and rec.model_version == artifact.version
+            compared += 1
+    assert compared >= 4 * 15
+
+
+def test_bad_events_go_to_the_dlq_with_their_reason_while_good_ones_are_served(served):
+    letters = served["letters"]
+    assert sorted(letter.reason.value for letter in letters) == sorted(reason.value for _, _, reason in BAD_EVENTS)
+    for letter in letters:
+        key, value, reason = next(bad for bad in BAD_EVENTS if bad[2] is letter.reason and (bad[1] or b"") == letter.raw)
+        assert letter.raw == (value or b"") and letter.topic == served["deployment"].settings["interactions_topic"]
+    metrics = served["worker"].metrics()
+    for _, _, reason in BAD_EVENTS:
+        assert metrics[f'difflsrec_dead_letters_total{{reason="{reason.value}"}}'] >= 1
+    assert metrics["difflsrec_events_in_total"] == len(served["events"]) + len(BAD_EVENTS)
+
+
+def test_http_views_and_metrics(served):
+    worker, events = served["worker"], served["events"]
+    status, health = worker.get("/health")
+    assert status == 200 and health["status"] == "ok" and health["partitions"] == [0, 1, 2]
+    last = {e["user_id"]: e["event_id"] for e in events}
+    status, latest = worker.get("/recommendations/u3")
+    assert status == 200 and latest["event_id"] == last["u3"] and len(latest["items"]) == 5
+    assert worker.get("/recommendations/nobody")[0] == 404
+    metrics = worker.metrics()
+    assert metrics["difflsrec_recommendations_out_total{strategy=\"diffusion\"}"] == len(events)
+    assert metrics["difflsrec_events_applied_total"] == len(events)
+    assert metrics["difflsrec_unknown_item_events_total"] == sum(e["item_id"].startswith("new-") for e in events)
+    assert metrics["difflsrec_event_to_recommendation_seconds_count"] == len(events)
+    assert metrics["difflsrec_batch_size_sum"] == len(events)
+    assert any(name.startswith("difflsrec_model_info{") for name in metrics)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigterm-without-local-state", "sigkill", "sigkill-without-local-state"])
+def test_restart_mid_stream_loses_no_event_and_applies_none_twice(how, kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path)
+    try:
+        port = find_free_port()
+        worker = deployment.start_worker("w", port)
+        events = make_events(n_users=10, per_user=40, seed=21)
+        producing = deployment.produce_in_background(events, per_second=120)
+        deployment.collect({events[80]["event_id"]}, timeout=60)  # mid-stream: the worker is busy serving
+        graceful = how.startswith("sigterm")
+        worker.signal(signal.SIGTERM if graceful else signal.SIGKILL)
+        code = worker.process.wait(60)
+        assert code == (0 if graceful else -signal.SIGKILL), deployment.logs()
+        if graceful:
+            assert "Wait for streams" in worker.log_tail(200)  # a controlled stop: batches drained, offsets committed
+        if how.endswith("without-local-state"):
+            shutil.rmtree(deployment.data_dir("w"))  # the table must come back from its changelog topic
+        restarted = deployment.start_worker("w", port)
+        producing.join()
+        recommendations = deployment.collect({e["event_id"] for e in events})
+        _assert_every_event_answered(recommendations, events, deployment.logs())
+        artifact = load(tiny_artifact_dir)
+        for stream in streams_of(events).values():
+            _assert_state(restarted, artifact, stream, deployment.logs())
+        redelivered = [recs for recs in recommendations.values() if len(recs) > 1]
+        if graceful:
+            assert not redelivered  # a controlled stop commits what it served and serves nothing twice
+        if how == "sigkill":
+            # the local store kept the applied events: their redeliveries are recognised, not applied again
+            assert all(rec.replay for recs in redelivered for rec in recs[1:])
+        print(f"{how}: {len(redelivered)} events redelivered after the restart")
+    finally:
+        deployment.close()
+
+
+def test_two_workers_share_partitions_and_one_takes_over_when_the_other_stops(kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path, partitions=4)
+    try:
+        port_a, port_b = find_free_ports(2)
+        a = deployment.start_worker("a", port_a)
+        b = deployment.start_worker("b", port_b)
+        deadline = time.monotonic() + 90
+        while True:  # both serve once the group has rebalanced
+            (sa, ha), (sb, hb) = a.get("/health"), b.get("/health")
+            if sa == sb == 200 and ha["partitions"] and hb["partitions"]:
+                break
+            assert time.monotonic() < deadline, (ha, hb, deployment.logs())
+            time.sleep(0.5)
+        assert sorted(ha["partitions"] + hb["partitions"]) == [0, 1, 2, 3]
+
+        first = make_events(n_users=16, per_user=5, seed=31)
+        deployment.produce(first)
+        deployment.collect({e["event_id"] for e in first})
+        served = {recs[0].source.partition for recs in deployment.recommendations.values()}
+        assert served & set(ha["partitions"]) and served & set(hb["partitions"])  # both workers had users
+        artifact = load(tiny_artifact_dir)
+        streams = streams_of(first)
+        for stream in streams.values():  # any worker answers for any user (requests are routed to the owner)
+            _assert_state(a, artifact, stream)
+            _assert_state(b, artifact, stream)
+
+        assert b.stop() == 0
+        a.wait_ready(timeout=90, partitions=4)
+        second = make_events(n_users=16, per_user=5, seed=32)
+        for k, event in enumerate(second):  # the same users, later
+            event["timestamp"] += 10_000_000
+            event["event_id"] = f"late-{k}"
+        deployment.produce(second)
+        deployment.collect({e["event_id"] for e in second})
+        _assert_every_event_answered(deployment.recommendations, first + second, deployment.logs())
+        for stream in streams_of(first + second).values():  # b's users continue from b's state, read from the changelog
+            _assert_state(a, artifact, stream, deployment.logs())
+    finally:
+        deployment.close()
