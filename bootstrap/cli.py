@@ -110,3 +110,21 @@ def replay_summary(report: dict) -> str:
     if lat.get("n"):
         lines.append(f"latency event -> recommendation: p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
     return "\n".join(lines)
+
+
+@app.command()
+def demo(
+    dataset: str = typer.Option("ml-100k", help="a dataset `difflsrec data fetch` knows (ml-100k, ml-1m, ciao)"),
+    train_fraction: float = typer.Option(0.8, help="the first part of the timeline trains the model; the rest is replayed"),
+    epochs: int = typer.Option(5, help="maximum training epochs of the bootstrap model"),
+    rate: float = typer.Option(None, help="replay pace in events/s (default: as fast as the system takes them)"),
+    max_events: int = typer.Option(None, help="replay at most this many events"),
+    workdir: Path = typer.Option(None, help="keep the broker data, registry and worker state here (default: a temporary dir)"),
+    out: Path = typer.Option(None, help="replay report directory (default: $DIFFLSREC_HOME/demo)"),
+    set: list[str] = typer.Option(None, "--set", help="DiffLSRec hyper-parameter override KEY=VALUE (repeatable)"),
+) -> None:
+    """The whole system on embedded defaults: local Kafka, ml-100k, bootstrap, worker, replay, metrics."""
+    from bootstrap.demo import DemoOptions, run_demo
+    from model.cli import parse_sets
+
+    run_demo(DemoOptions(dataset=dataset, train_fraction=train_fraction, epochs=epochs, rate=rate, max_events=max_events, workdir=workdir, out=out, overrides=parse_sets(set, prefixed=False)), echo=typer.echo)
