@@ -70,7 +70,7 @@ class Config:
     # training
     ce_path: str = "chain"  # "chain", "x0" or "both"
     train_steps: int | None = None  # reverse steps of the training chain (None: inference_steps)
-    train_noise: str = "sample"  # start latent of the training chain: "sample" or "zero"
+    train_noise: str = "zero"  # start latent of the training chain: "zero" (as served) or "sample" (see README)
     lambda_diff: float = 0.1
     lambda_reg: float = 1e-4
     detach_denoise_target: bool = True  # L_denoise does not pull e_long (else it can shrink e_long to make noise easy)
