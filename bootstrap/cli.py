@@ -80,7 +80,8 @@ def replay(
     max_events: int = typer.Option(None, help="stop after this many events"),
     k: int = typer.Option(10, help="cut-off of the prequential metrics"),
     windows: int = typer.Option(10, help="time windows of the metrics-over-time report"),
-    drain_timeout: float = typer.Option(30.0, help="seconds to wait for outstanding recommendations"),
+    drain_timeout: float = typer.Option(30.0, help="seconds without a new recommendation before giving up on the rest"),
+    open_loop: bool = typer.Option(False, "--open-loop", help="publish on the clock alone instead of waiting, per user, for the list of their previous event"),
     out: Path = typer.Option(None, help="directory for replay.json and the PNG plots"),
 ) -> None:
     """Replay history through the live system (interactions -> worker -> recommendations) and score it."""
@@ -90,7 +91,7 @@ def replay(
     if speed and rate:
         raise typer.BadParameter("give --speed or --rate, not both")
     settings = WorkerSettings()
-    opts = ReplayOptions(inputs=list(input), format=format, start_after=start_after, users=users, seed=seed, max_events=max_events, rate=rate, speed=speed, k=k, windows=windows, drain_timeout=drain_timeout)
+    opts = ReplayOptions(inputs=list(input), format=format, start_after=start_after, users=users, seed=seed, max_events=max_events, rate=rate, speed=speed, k=k, windows=windows, drain_timeout=drain_timeout, closed_loop=not open_loop)
     report = run_replay(opts, settings.bootstrap_servers, settings.interactions_topic, settings.recommendations_topic)
     typer.echo(replay_summary(report))
     if out:
@@ -102,7 +103,7 @@ def replay_summary(report: dict) -> str:
     a, w, lat = report["all_events"], report["events_with_list"], report["latency_ms"]
     k = report["k"]
     lines = [
-        f"replayed {report['n_events']} events of {report['n_users']} users in {report['seconds']:.1f}s ({report['events_per_second']:.0f} events/s)",
+        f"replayed {report['n_events']} events of {report['n_users']} users in {report['seconds']:.1f}s ({report['events_per_second']:.0f} events/s, {'closed' if report['closed_loop'] else 'open'} loop)",
         f"prequential HR@{k} {a['HR']:.4f}  NDCG@{k} {a['NDCG']:.4f}  MRR@{k} {a['MRR']:.4f}  (all events; no list = miss)",
         f"             HR@{k} {w['HR']:.4f}  NDCG@{k} {w['NDCG']:.4f}  MRR@{k} {w['MRR']:.4f}  (the {100 * report['share_with_list']:.1f}% of events that had a list)",
         f"recommendations received {report['recommendations_received']}, missing {report['missing_recommendations']}, duplicates {report['duplicate_recommendations']}",

@@ -3,7 +3,10 @@
 
 For every replayed event of a user we look at the most recent recommendation list that user had
 *received* (consumed from the topic) before the event was published: a hit when the event's item is in
-it. HR/NDCG/MRR@K are reported over all events (no list = miss) and over the events that had a list,
+it. By default the replay is closed-loop per user (a user's next event is published once the list for
+their previous one has come back, other users going on meanwhile), so every event but a user's first is
+scored against a list that reflects all of that user's earlier events, whatever the pace; open loop
+(``closed_loop=False``) publishes on the clock alone and scores whatever list had arrived. HR/NDCG/MRR@K are reported over all events (no list = miss) and over the events that had a list,
 overall and per time window, with the share of events that had a list and the event-produced ->
 recommendation-consumed latency. Pacing: as fast as possible (default), ``rate`` events/s, or the
 original timeline compressed ``speed`` times.
@@ -17,6 +20,7 @@ import math
 import threading
 import time
 import uuid
+from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,7 +45,8 @@ class ReplayOptions:
     speed: float | None = None  # timeline compression factor
     k: int = 10
     windows: int = 10
-    drain_timeout: float = 30.0  # seconds to wait for outstanding recommendations after the last event
+    drain_timeout: float = 30.0  # seconds without a new recommendation before giving up on the rest
+    closed_loop: bool = True  # a user's next event waits for the list of their previous one (see _Session)
     progress: bool = True
 
 
@@ -104,88 +109,119 @@ def load_events(opts: ReplayOptions) -> HistoryTable:
     return table
 
 
-class _Inbox:
-    """Recommendations consumed so far: the latest list per user and the receive time per source event."""
+class _Session:
+    """Sending events and receiving their recommendations, shared by the producing loop and the inbox
+    thread. In closed-loop mode a user has at most one event in flight: their next event waits (other
+    users' events go on) until the list for the previous one came back, as a person would see a list
+    before acting again. Otherwise events go out as the pacing allows, whatever has come back."""
 
-    def __init__(self, run_id: str, reader):
-        self.run_id, self.reader = run_id, reader
-        self.latest: dict[str, list[str]] = {}
-        self.received_at: dict[str, float] = {}
-        self.duplicates = 0
+    def __init__(self, run_id: str, producer, n_events: int, k: int, closed_loop: bool):
+        self.run_id, self.producer, self.k, self.closed_loop = run_id, producer, k, closed_loop
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.latest: dict[str, list[str]] = {}
+        self.sent_at: dict[str, float] = {}
+        self.received_at: dict[str, float] = {}
+        self.ranks: list[int | None] = [None] * n_events
+        self.in_flight: dict[str, str] = {}  # user -> event id awaiting its list (closed loop)
+        self.backlog: dict[str, deque] = defaultdict(deque)
+        self.duplicates = 0
+        self.hits = 0  # running count for the progress bar
 
-    def run(self) -> None:
-        from stream.schemas import Recommendation
+    def offer(self, i: int, user: str, item: str, ts: int) -> None:
+        with self.lock:
+            if self.closed_loop and user in self.in_flight:
+                self.backlog[user].append((i, user, item, ts))
+            else:
+                self._send(i, user, item, ts)
 
-        while not self.stop.is_set():
-            for record, received in self.reader.poll(0.2):
-                rec = Recommendation.model_validate_json(record.value)
-                if not (rec.event_id or "").startswith(self.run_id):
-                    continue
-                with self.lock:
-                    self.latest[rec.user_id] = [item.item_id for item in rec.items]
-                    if rec.event_id in self.received_at:
-                        self.duplicates += 1
-                    else:
-                        self.received_at[rec.event_id] = received
+    def _send(self, i: int, user: str, item: str, ts: int) -> None:
+        self.ranks[i] = rank_in_list(item, self.latest.get(user), self.k)
+        self.hits += self.ranks[i] is not None and self.ranks[i] >= 0
+        event_id = f"{self.run_id}{i}"
+        self.sent_at[event_id] = time.time()
+        if self.closed_loop:
+            self.in_flight[user] = event_id
+        self.producer.send({"user_id": user, "item_id": item, "timestamp": int(ts), "event_id": event_id})
+
+    def receive(self, user: str, event_id: str, items: list[str], received: float) -> None:
+        with self.lock:
+            if event_id in self.received_at:
+                self.duplicates += 1
+                return
+            self.received_at[event_id] = received
+            self.latest[user] = items
+            if self.closed_loop and self.in_flight.get(user) == event_id:
+                del self.in_flight[user]
+                if self.backlog[user]:
+                    self._send(*self.backlog[user].popleft())
+
+    def counts(self) -> tuple[int, int]:
+        with self.lock:
+            return len(self.sent_at), len(self.received_at)
+
+
+def _consume(session: _Session, reader, stop: threading.Event) -> None:
+    from stream.schemas import Recommendation
+
+    while not stop.is_set():
+        for record, received in reader.poll(0.2):
+            rec = Recommendation.model_validate_json(record.value)
+            if (rec.event_id or "").startswith(session.run_id):
+                session.receive(rec.user_id, rec.event_id, [item.item_id for item in rec.items], received)
 
 
 def replay(opts: ReplayOptions, bootstrap_servers: str, interactions_topic: str = "interactions", recommendations_topic: str = "recommendations") -> dict:
     from stream.producer import EventProducer, TopicReader
 
     events = load_events(opts)
-    if len(events) == 0:
+    n = len(events)
+    if n == 0:
         raise ValueError("nothing to replay (empty input or nothing after start_after)")
     run_id = f"replay-{uuid.uuid4().hex[:8]}-"
     reader = TopicReader(bootstrap_servers, recommendations_topic, from_beginning=False)
-    while not reader._consumer.assignment():  # be positioned at the end before the first event goes out
-        reader.poll(0.1)
-    for tp in reader._consumer.assignment():
-        reader._consumer.position(tp)
-    inbox = _Inbox(run_id, reader)
-    thread = threading.Thread(target=inbox.run, name="replay-inbox", daemon=True)
+    reader.wait_for_assignment()  # positioned at the end before the first event goes out
+    producer = EventProducer(bootstrap_servers, interactions_topic, linger_ms=1)
+    session = _Session(run_id, producer, n, opts.k, opts.closed_loop)
+    stop = threading.Event()
+    thread = threading.Thread(target=_consume, args=(session, reader, stop), name="replay-inbox", daemon=True)
     thread.start()
-
-    ranks: list[int | None] = []
-    sent_at: dict[str, float] = {}
     started = time.time()
-    bar = tqdm(total=len(events), desc="replay", unit="ev", disable=not opts.progress)
+    bar = tqdm(total=n, desc="replay", unit="ev", disable=not opts.progress)
     try:
-        with EventProducer(bootstrap_servers, interactions_topic) as producer:
-            t0_event = events.times[0]
-            for i, (user, item, ts) in enumerate(zip(events.users, events.items, events.times)):
-                _pace(opts, i, ts - t0_event, started)
-                with inbox.lock:
-                    ranks.append(rank_in_list(item, inbox.latest.get(user), opts.k))
-                event_id = f"{run_id}{i}"
-                sent_at[event_id] = time.time()
-                producer.send({"user_id": user, "item_id": item, "timestamp": int(ts), "event_id": event_id})
-                if i % 200 == 0:
-                    _progress(bar, i + 1, inbox, ranks)
-            producer.flush()
-        _progress(bar, len(events), inbox, ranks)
-        _drain(inbox, sent_at, opts.drain_timeout, bar, ranks)
+        t0_event = events.times[0]
+        for i, (user, item, ts) in enumerate(zip(events.users, events.items, events.times)):
+            _pace(opts, i, ts - t0_event, started)
+            session.offer(i, user, item, ts)
+            if i % 200 == 0:
+                _progress(bar, session)
+        producer.flush()
+        _drain(session, n, opts.drain_timeout, bar)
     finally:
-        inbox.stop.set()
+        stop.set()
         thread.join(5)
+        producer.close()
         reader.close()
         bar.close()
     elapsed = time.time() - started
-    latencies = [1000 * (inbox.received_at[e] - sent_at[e]) for e in sent_at if e in inbox.received_at]
+    sent, received = session.counts()
+    latencies = [1000 * (session.received_at[e] - t) for e, t in session.sent_at.items() if e in session.received_at]
+    was_sent = [i for i in range(n) if f"{run_id}{i}" in session.sent_at]  # all, unless a user's backlog stalled
+    ranks = [session.ranks[i] for i in was_sent]
     report = {
-        "n_events": len(events),
+        "n_events": n,
         "n_users": len(set(events.users)),
         "k": opts.k,
+        "closed_loop": opts.closed_loop,
         **prequential_metrics(ranks),
-        "windows": window_metrics(np.asarray(events.times), ranks, opts.windows),
+        "windows": window_metrics(np.asarray(events.times)[was_sent], ranks, opts.windows),
         "latency_ms": latency_summary(latencies),
         "latency_histogram_ms": _histogram(latencies),
-        "recommendations_received": len(inbox.received_at),
-        "missing_recommendations": len(sent_at) - len(inbox.received_at),
-        "duplicate_recommendations": inbox.duplicates,
+        "events_sent": sent,
+        "recommendations_received": received,
+        "missing_recommendations": n - received,
+        "duplicate_recommendations": session.duplicates,
         "seconds": elapsed,
-        "events_per_second": len(events) / elapsed if elapsed > 0 else 0.0,
+        "events_per_second": received / elapsed if elapsed > 0 else 0.0,
         "options": {**asdict(opts), "inputs": [str(p) for p in opts.inputs]},
     }
     return report
@@ -210,28 +246,27 @@ def _pace(opts: ReplayOptions, i: int, event_offset_s: float, started: float) ->
         time.sleep(delay)
 
 
-def _progress(bar, sent: int, inbox: _Inbox, ranks) -> None:
-    with inbox.lock:
-        received = len(inbox.received_at)
-    m = prequential_metrics(ranks)
-    bar.n = sent
-    bar.set_postfix(recs=received, lag=sent - received, HR=f"{m['all_events']['HR']:.3f}")
+def _progress(bar, session: _Session) -> None:
+    sent, received = session.counts()
+    hr = session.hits / sent if sent else 0.0
+    bar.n = received
+    bar.set_postfix(sent=sent, lag=sent - received, HR=f"{hr:.3f}")
     bar.refresh()
 
 
-def _drain(inbox: _Inbox, sent_at: dict, timeout: float, bar, ranks) -> None:
-    """Wait until every event has its recommendation, or ``timeout`` seconds pass without progress."""
+def _drain(session: _Session, n: int, timeout: float, bar) -> None:
+    """Wait until every event was sent and answered, or ``timeout`` seconds pass without progress."""
     last, idle_since = -1, time.monotonic()
     while time.monotonic() - idle_since < timeout:
-        with inbox.lock:
-            received = len(inbox.received_at)
-        if received >= len(sent_at):
+        sent, received = session.counts()
+        if received >= n:
+            _progress(bar, session)
             return
         if received != last:
             last, idle_since = received, time.monotonic()
-        _progress(bar, len(sent_at), inbox, ranks)
+        _progress(bar, session)
         time.sleep(0.2)
-    log.warning("gave up waiting: %d of %d events have no recommendation after %.0fs", len(sent_at) - last, len(sent_at), timeout)
+    log.warning("gave up waiting: %d of %d events have no recommendation after %.0fs without progress", n - last, n, timeout)
 
 
 def write_report(report: dict, out: Path) -> None:

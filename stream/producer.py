@@ -62,6 +62,17 @@ class TopicReader:
             auto_offset_reset="earliest" if from_beginning else "latest", **config,
         )
 
+    def wait_for_assignment(self, timeout: float = 30.0) -> None:
+        """Block until the consumer is assigned its partitions and positioned, so that nothing published
+        after this call can be missed (with ``from_beginning=False``: nothing published before is read)."""
+        deadline = time.monotonic() + timeout
+        while not self._consumer.assignment():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no partitions of {self.topic} assigned after {timeout}s")
+            self._consumer.poll(timeout_ms=100)
+        for tp in self._consumer.assignment():
+            self._consumer.position(tp)  # resolves the offset reset now, not at the first record
+
     def poll(self, timeout: float = 0.5) -> list[tuple[Any, float]]:
         """Records that arrived within ``timeout`` seconds, each with its local receive time."""
         batches = self._consumer.poll(timeout_ms=int(timeout * 1000))

@@ -25,7 +25,9 @@ def test_demo_runs_end_to_end(isolated_home, tmp_path):
     report = json.loads((out / "replay.json").read_text())
     assert report["n_events"] == 1500 and report["missing_recommendations"] == 0
     assert report["recommendations_received"] == 1500
-    assert 0 < report["share_with_list"] <= 1 and report["latency_ms"]["n"] == 1500
+    assert report["latency_ms"]["n"] == 1500 and report["closed_loop"]
+    # closed loop: every event but each user's first is scored against the list of the user's previous event
+    assert report["share_with_list"] == pytest.approx(1 - report["n_users"] / report["n_events"])
     assert (out / "metrics_over_time.png").is_file() and (out / "latency_hist.png").is_file()
     # everything was shut down: no broker or worker of the demo is left running
     leftovers = subprocess.run(["pgrep", "-f", "difflsrec-demo-"], capture_output=True, text=True).stdout.split()
