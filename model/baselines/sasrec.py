@@ -35,6 +35,11 @@ class Config:
     d_ff: int | None = None  # feed-forward inner size; None: d, as in the paper
     dropout: float = 0.2
     max_len: int = 200  # most recent items attended to (size of the position table)
+    # "pre": x + Dropout(f(LayerNorm(x))) for both sub-layers (the paper's block equation);
+    # "reference": the block of the authors' TensorFlow code and of the implementations behind the published
+    # full-CE numbers (pmixer, Klenitskiy & Vasilev): queries from LayerNorm(x) but keys/values from x, the
+    # attention residual added to the normalised queries, the feed-forward residual to its normalised input
+    block: str = "pre"
 
 
 class Block(nn.Module):
@@ -49,13 +54,27 @@ class Block(nn.Module):
         d_ff = c.d_ff or c.d
         self.ff = nn.Sequential(nn.Linear(c.d, d_ff), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(d_ff, c.d))
         self.drop = nn.Dropout(c.dropout)
+        if c.block not in ("pre", "reference"):
+            raise ValueError(f"block must be 'pre' or 'reference', got {c.block!r}")
+        self.reference = c.block == "reference"
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        B, L, d = t.shape
+        return t.view(B, L, self.n_heads, d // self.n_heads).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, d = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.p if self.training else 0.0)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
-        return x + self.drop(self.ff(self.ln2(x)))
+        normed = self.ln1(x)
+        if self.reference:
+            w, b = self.qkv.weight, self.qkv.bias
+            q = F.linear(normed, w[:d], b[:d])
+            k, v = F.linear(x, w[d:], b[d:]).chunk(2, dim=-1)
+        else:
+            q, k, v = self.qkv(normed).chunk(3, dim=-1)
+        a = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), is_causal=True, dropout_p=self.p if self.training else 0.0)
+        x = (normed if self.reference else x) + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        h = self.ln2(x)
+        return (h if self.reference else x) + self.drop(self.ff(h))
 
 
 @register

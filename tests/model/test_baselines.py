@@ -64,6 +64,7 @@ STATS = fit_stats(TOY)
 NEURAL = {
     "gru4rec": lambda: GRU4Rec(N_ITEMS, GRU4Rec.Config(d=16), STATS),
     "sasrec": lambda: SASRec(N_ITEMS, SASRec.Config(d=16, n_heads=2, max_len=16), STATS),
+    "sasrec-reference": lambda: SASRec(N_ITEMS, SASRec.Config(d=16, n_heads=2, max_len=16, block="reference"), STATS),
     # GRU state size != d exercises the projection back to the embedding space
     "gru4rec-deep": lambda: GRU4Rec(N_ITEMS, GRU4Rec.Config(d=16, hidden=24, n_layers=2), STATS),
 }
@@ -130,8 +131,9 @@ def test_left_align():
     assert left_align(x, n).tolist() == [[1, 2, 0, 0], [3, 4, 5, 0], [6, 7, 8, 9], [0, 0, 0, 0]]
 
 
-def test_sasrec_causal():
-    model = NEURAL["sasrec"]().eval()
+@pytest.mark.parametrize("name", ["sasrec", "sasrec-reference"])
+def test_sasrec_causal(name):
+    model = NEURAL[name]().eval()
     items = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
     h = model.encode(items)
     changed = items.clone()
@@ -141,7 +143,7 @@ def test_sasrec_causal():
     assert not torch.allclose(h[0, 5:], h2[0, 5:], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["gru4rec", "sasrec"])
+@pytest.mark.parametrize("name", ["gru4rec", "sasrec", "sasrec-reference"])
 def test_training_output_at_t_equals_scoring_the_prefix(name):
     """Causal + forward positions: the output trained at step t is what scoring s[:t+1] gives."""
     model = NEURAL[name]().eval()
