@@ -108,7 +108,13 @@ def run_benchmark(
     filter_seen: bool = True,
     dataset_name: str | None = None,
     save_models: bool = True,
+    tune_trials: int = 0,
+    tune_epochs: int = 10,
 ) -> dict:
+    """Train and test every model; with ``tune_trials`` each model first gets the same search budget on
+    validation (``tune_trials`` configurations of ``tune_epochs`` epochs, model/tuning.py)."""
+    from model.tuning import tune
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in models:
@@ -116,17 +122,24 @@ def run_benchmark(
     stats = fit_features(data, feature_opts)
     features = FeatureView.build(data, stats)
     runs: dict[str, list[ModelRun]] = {}
+    overrides = dict(overrides or {})
+    tuning: dict[str, dict] = {}
     for name in models:
+        if tune_trials > 0:
+            budget = dataclasses.replace(train_cfg, epochs=tune_epochs, patience=tune_epochs, seed=seeds[0])
+            best, trials = tune(name, data, stats, features, tune_trials, budget, fixed=overrides.get(name, {}))
+            overrides[name] = best
+            tuning[name] = {"chosen": best, "trials": [dataclasses.asdict(t) for t in trials], "budget": {"trials": tune_trials, "epochs": tune_epochs}}
         for seed in seeds:
             log.info("training %s (seed %d)", name, seed)
             cfg = dataclasses.replace(train_cfg, seed=seed)
             save_dir = out / "models" / name / f"seed{seed}" if save_models else None
-            runs.setdefault(name, []).append(train_and_test(name, data, stats, features, (overrides or {}).get(name, {}), cfg, ks, filter_seen, save_dir))
-            _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name)  # partial results survive a crash
-    return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name)
+            runs.setdefault(name, []).append(train_and_test(name, data, stats, features, overrides.get(name, {}), cfg, ks, filter_seen, save_dir))
+            _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)  # partial results survive a crash
+    return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)
 
 
-def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name) -> dict:
+def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning=None) -> dict:
     seq = data.sequences
     results = {
         "dataset": dataset_name or data.meta.get("source", "?"),
@@ -140,7 +153,7 @@ def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], se
         "seeds": seeds,
         "train": dataclasses.asdict(train_cfg),
         "features": dataclasses.asdict(feature_opts or FeatureOptions()),
-        "results": {name: summarise(rs) for name, rs in runs.items()},
+        "results": {name: summarise(rs) | ({"tuning": tuning[name]} if tuning and name in tuning else {}) for name, rs in runs.items()},
         "significance": significance(runs),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))

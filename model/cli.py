@@ -86,6 +86,8 @@ def benchmark(
     keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
     item_key: str = typer.Option("parent_asin", help="Amazon 2023: parent_asin | asin"),
+    tune: int = typer.Option(0, help="tune each model on validation first: this many configurations of its search space (same budget for all)"),
+    tune_epochs: int = typer.Option(10, help="epochs per tuning configuration"),
     out: Path = typer.Option(..., help="output directory for results.json, results.md and model artifacts"),
 ) -> None:
     """Train every model on the same split and compare them under full-catalogue ranking."""
@@ -96,6 +98,7 @@ def benchmark(
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes),
         overrides=parse_sets(set, prefixed=True), filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
+        tune_trials=tune, tune_epochs=tune_epochs,
     )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out / 'results.json'} ({len(results['results'])} models)")

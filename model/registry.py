@@ -31,6 +31,7 @@ class Recommender(nn.Module):
     Config: ClassVar[type]
     trainable: ClassVar[bool] = True
     preset: ClassVar[dict] = {}  # config defaults of a named variant (e.g. an ablation of the same class)
+    search_space: ClassVar[dict[str, list]] = {}  # hyper-parameter -> candidates for model/tuning.py
 
     def __init__(self, n_items: int, config: Any, stats: FeatureStats):
         super().__init__()

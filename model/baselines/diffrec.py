@@ -166,6 +166,7 @@ class Denoiser(nn.Module):
 class DiffRec(Recommender):
     name = "diffrec"
     Config = Config
+    search_space = {"noise_scale": [0.001, 0.005, 0.01], "steps": [5, 40, 100], "dropout": [0.3, 0.5]}
     history_per_step = 10  # losses remembered per t for importance sampling
 
     def __init__(self, n_items, config, stats):

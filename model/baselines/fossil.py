@@ -98,6 +98,7 @@ class Config:
 class Fossil(Recommender):
     name = "fossil"
     Config = Config
+    search_space = {"L": [1, 2, 3], "alpha": [0.2, 0.5, 0.8]}
 
     def __init__(self, n_items, config, stats):
         super().__init__(n_items, config, stats)

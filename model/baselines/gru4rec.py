@@ -28,6 +28,7 @@ class Config:
 class GRU4Rec(Recommender):
     name = "gru4rec"
     Config = Config
+    search_space = {"dropout": [0.1, 0.2, 0.3], "n_layers": [1, 2], "hidden": [None, 128]}
 
     def __init__(self, n_items, config, stats):
         super().__init__(n_items, config, stats)

@@ -46,6 +46,7 @@ class Config:
 class HGN(Recommender):
     name = "hgn"
     Config = Config
+    search_space = {"L": [3, 5, 8]}
 
     def __init__(self, n_items, config, stats):
         super().__init__(n_items, config, stats)

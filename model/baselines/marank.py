@@ -82,6 +82,7 @@ class UserAttention(nn.Module):
 class MARank(Recommender):
     name = "marank"
     Config = Config
+    search_space = {"L": [3, 5, 8], "dropout": [0.1, 0.2, 0.3]}
 
     def __init__(self, n_items, config, stats):
         super().__init__(n_items, config, stats)

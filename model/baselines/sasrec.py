@@ -81,6 +81,7 @@ class Block(nn.Module):
 class SASRec(Recommender):
     name = "sasrec"
     Config = Config
+    search_space = {"dropout": [0.1, 0.2, 0.3], "n_blocks": [1, 2, 3], "block": ["pre", "reference"]}
 
     def __init__(self, n_items, config, stats):
         super().__init__(n_items, config, stats)

@@ -42,7 +42,7 @@ from model.registry import Recommender, register
 class Config:
     d: int = 64  # embedding size K
     short_len: int = 8  # n: items the short-term encoder reads
-    n_tokens: int = 8  # k: most recent item embeddings used as cross-attention tokens (<= short_len)
+    n_tokens: int | None = None  # k: most recent item embeddings used as cross-attention tokens (None: short_len)
     dropout: float = 0.2  # on item embeddings fed to the encoders
     max_len: int | None = None  # None: the long-term GRU reads the whole history (as the streaming state does)
     # fusion
@@ -83,7 +83,7 @@ class Config:
         for key in ("inference_noise", "train_noise"):
             if getattr(self, key) not in ("zero", "sample"):
                 raise ValueError(f"{key} must be 'zero' or 'sample'")
-        if not 1 <= self.n_tokens <= self.short_len:
+        if self.n_tokens is not None and not 1 <= self.n_tokens <= self.short_len:
             raise ValueError("n_tokens must be in 1..short_len")
 
 
@@ -93,6 +93,7 @@ class DiffLSRec(Recommender):
 
     name = "difflsrec"
     Config = Config
+    search_space = {"dropout": [0.1, 0.2, 0.3], "short_len": [5, 8, 12], "lambda_diff": [0.01, 0.1, 1.0], "s_max": [1.0, 2.0, 4.0]}
 
     def __init__(self, n_items: int, config: Config, stats: FeatureStats):
         super().__init__(n_items, config, stats)
@@ -127,7 +128,7 @@ class DiffLSRec(Recommender):
         emb = self.emb_dropout(self.item_emb(window))
         mask = window > 0
         e_short = self.short(emb, mask)
-        k = self.config.n_tokens
+        k = self.config.n_tokens or self.config.short_len
         return e_short, emb[:, -k:], mask[:, -k:]
 
     # ---- guided denoising -------------------------------------------------------------------------

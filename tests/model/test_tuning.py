@@ -1,0 +1,53 @@
+"""Validation tuning: the same budget for every model, defaults first, the test split never used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from model.batching import FeatureView
+from model.benchmark import run_benchmark
+from model.registry import available, get
+from model.training import TrainConfig
+from model.tuning import candidates, tune
+from tests.model.toy import toy_dataset, toy_stats
+
+
+def test_every_trainable_model_declares_a_search_space():
+    for name in available():
+        cls = get(name)
+        if cls.trainable:
+            assert cls.search_space, name
+            assert all(len(v) >= 2 for v in cls.search_space.values()), name
+
+
+def test_candidates_are_distinct_seeded_and_start_with_defaults():
+    a = candidates("sasrec", trials=5, seed=0)
+    assert a[0] == {} and len(a) == 5 and len({json.dumps(c, sort_keys=True) for c in a}) == 5
+    assert a == candidates("sasrec", trials=5, seed=0) and a != candidates("sasrec", trials=5, seed=1)
+    fixed = candidates("sasrec", trials=50, seed=0, fixed={"dropout": 0.5})
+    assert all("dropout" not in c for c in fixed)
+    assert candidates("pop", trials=4, seed=0) == [{}]
+
+
+def test_tune_picks_the_best_validation_trial_and_never_touches_test():
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    stats = toy_stats(data)
+    features = FeatureView.build(data, stats)
+    poisoned = data.split.test.copy()
+    data.split.test = np.zeros((0, 2), np.int64)  # tuning must not need the test split at all
+    best, trials = tune("gru4rec", data, stats, features, trials=3, train_cfg=TrainConfig(epochs=2, progress=False), fixed={"d": 8})
+    assert len(trials) == 3 and best["d"] == 8
+    top = max(trials, key=lambda t: t.valid["NDCG@10"])
+    assert best == {"d": 8, **top.overrides}
+    data.split.test = poisoned
+
+
+def test_benchmark_records_tuning(tmp_path):
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    results = run_benchmark(data, ["gru4rec", "pop"], tmp_path, [0], TrainConfig(epochs=2, progress=False), overrides={"gru4rec": {"d": 8}}, tune_trials=2, tune_epochs=1, save_models=False)
+    t = results["results"]["gru4rec"]["tuning"]
+    assert len(t["trials"]) == 2 and t["chosen"]["d"] == 8 and t["budget"] == {"trials": 2, "epochs": 1}
+    assert results["results"]["gru4rec"]["config"]["d"] == 8
+    assert len(results["results"]["pop"]["tuning"]["trials"]) == 1
