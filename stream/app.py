@@ -4,9 +4,9 @@ Run it with ``difflsrec worker`` (which also creates the topics), or ``faust -A 
 same ``DIFFLSREC_*`` environment (the topics must exist then).
 
 At-least-once: Faust acks the events of a ``take_events`` batch when the loop body ends, *whether it
-returns, raises or is cancelled*, and commits acked offsets after flushing the producer. A body that
-stopped half-way would lose events, so a batch is all or nothing: its output (one message per event, the
-table writes) is enqueued with ``send_soon``, without an ``await`` in between; the one ``await`` (the
+returns, raises or is cancelled*, and commits acked offsets after flushing the producer (with a flush
+that really drains the buffer: stream/delivery.py). A body that stopped half-way would lose events, so
+a batch is all or nothing: its output (one message per event, the table writes) is enqueued with ``send_soon``, without an ``await`` in between; the one ``await`` (the
 engine's thread) comes before any output, and a cancellation arriving there waits for the engine and
 enqueues the output before it goes through; failures are served event by event, never raised. Either
 the process dies before the batch's offsets are committed and its events come back (the state's last
@@ -35,6 +35,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
+from stream.delivery import drain_before_commit
 from stream.engine import BatchResult, Engine, ModelBundle, SourcedEvent, resolve_artifact
 from stream.hotswap import ModelSwapper
 from stream.metrics import WorkerMetrics
@@ -103,6 +104,7 @@ class StreamWorker:
         # Faust blocks fetching once more than 100 messages wait in its producer buffer (logging a warning
         # each time); one batch legitimately enqueues a table write per user and a message per event.
         app.producer.buffer.max_messages = max(100, 4 * self.settings.batch_max)
+        drain_before_commit(app)  # no offset is committed while its output still waits in the buffer
         return app
 
     @property

@@ -15,6 +15,7 @@ import faust
 from faust.types import StreamT
 
 from stream.app import app_options
+from stream.delivery import drain_before_commit
 from stream.settings import WorkerSettings
 from stream.web import readiness
 
@@ -23,6 +24,7 @@ def create_passthrough_app(settings: WorkerSettings, partitions: int) -> faust.A
     s = settings
     app = faust.App(s.app_id, **app_options(s, partitions))
     app.producer.buffer.max_messages = max(100, 4 * s.batch_max)
+    drain_before_commit(app)  # the same delivery guarantee (and cost) as the worker
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(s.interactions_topic, partitions=partitions, **raw)
     sink = app.topic(s.recommendations_topic, partitions=partitions, **raw)
