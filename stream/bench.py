@@ -95,20 +95,24 @@ def event_number(value: bytes) -> int | None:
 
 
 class OutputCollector(threading.Thread):
-    """Reads the output topic in the background: receive time of each event number's first output."""
+    """Reads the output topic in the background: receive time of each event number's first output (and,
+    with ``versions``, the model version that served it)."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, bootstrap: str, topic: str, versions: bool = False):
         super().__init__(daemon=True)
         self.reader = TopicReader(bootstrap, topic)
         self.received: dict[int, float] = {}
+        self.versions: dict[int, str] | None = {} if versions else None
         self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
             for record, received_at in self.reader.poll(0.2):
                 n = event_number(record.value)
-                if n is not None:
-                    self.received.setdefault(n, received_at)
+                if n is not None and n not in self.received:
+                    self.received[n] = received_at
+                    if self.versions is not None:
+                        self.versions[n] = json.loads(record.value)["model_version"]
         self.reader.close()
 
     def wait_for(self, numbers: range, timeout: float) -> bool:

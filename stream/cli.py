@@ -97,3 +97,20 @@ def bench_stream(
         batch_max=batch_max, batch_within=batch_within, inference_steps=inference_steps, bootstrap=bootstrap, partitions=partitions, repeat=repeat, profile_dir=profile_dir,
     )
     run_bench(cfg, out)
+
+
+@bench_app.command("swap")
+def bench_swap(
+    artifact: Annotated[Path, typer.Option(help="model artifact; its weights are served as version swap-a, then republished as swap-b")],
+    ratings: Annotated[Optional[Path], typer.Option(help="interaction file replayed as events (default: the ml-1m ratings)")] = None,
+    rate: Annotated[int, typer.Option(help="steady offered load, events/s")] = 500,
+    seconds: Annotated[float, typer.Option(help="measured period; the new version is published half-way")] = 40.0,
+    batch_max: Annotated[int, typer.Option()] = 256,
+    batch_within: Annotated[float, typer.Option()] = 0.02,
+    bootstrap: Annotated[Optional[str], typer.Option(help="Kafka to use (default: start a private local broker)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="write swap.json and swap_latency.png here")] = None,
+) -> None:
+    """The latency cost of a hot swap: a steady load before, during and after a new version goes live."""
+    from stream.bench_swap import SwapConfig, run_swap
+
+    run_swap(SwapConfig(artifact=artifact, ratings=ratings, rate=rate, seconds=seconds, batch_max=batch_max, batch_within=batch_within, bootstrap=bootstrap), out)
