@@ -44,6 +44,7 @@ class Config:
     short_len: int = 8  # n: items the short-term encoder reads
     n_tokens: int | None = None  # k: most recent item embeddings used as cross-attention tokens (None: short_len)
     dropout: float = 0.2  # on item embeddings fed to the encoders
+    freq_emb_std: float = 0.1  # init of the frequency embedding e_f, the item embeddings' scale (1.0 = torch default)
     max_len: int | None = None  # None: the long-term GRU reads the whole history (as the streaming state does)
     # fusion
     fusion: str = "diffusion"  # "diffusion" or "gate" (the gate-fusion baseline)
@@ -103,7 +104,7 @@ class DiffLSRec(Recommender):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
         self.emb_dropout = nn.Dropout(config.dropout)
-        self.long = TimeFreqGRU(d, stats.n_freq_buckets)
+        self.long = TimeFreqGRU(d, stats.n_freq_buckets, config.freq_emb_std)
         self.short = ShortTermEncoder(d)
         if config.fusion == "gate":
             self.gate = nn.Linear(2 * d, d)

@@ -27,10 +27,15 @@ from torch import nn
 
 
 class TimeFreqGRU(nn.Module):
-    def __init__(self, d: int, n_freq_buckets: int):
+    def __init__(self, d: int, n_freq_buckets: int, freq_emb_std: float = 0.1):
         super().__init__()
         self.d = d
         self.freq_emb = nn.Embedding(n_freq_buckets + 1, d, padding_idx=0)  # e_{f_i}
+        # torch's default N(0, 1) makes W_m e_f ~10x the item's share of the candidate's pre-activation at
+        # init (item embeddings have std 0.1): the state would start out tracking popularity, not items
+        nn.init.normal_(self.freq_emb.weight, std=freq_emb_std)
+        with torch.no_grad():
+            self.freq_emb.weight[0].zero_()  # the padding row
         self.time_gate = nn.Linear(1, d)  # W_tau, b_tau
         self.freq_gate = nn.Linear(d, d)  # W_f, b_f
         self.decay = nn.Linear(2 * d, d)  # W_delta, b_delta
