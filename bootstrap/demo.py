@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +36,18 @@ class DemoOptions:
     overrides: dict | None = None
 
 
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into KeyboardInterrupt (main thread only); returns the function that undoes it."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def run_demo(opts: DemoOptions, echo=print) -> dict:
     from bootstrap.job import BootstrapOptions, run_once
     from bootstrap.registry import Registry
@@ -50,11 +64,12 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
     topics = {"interactions_topic": f"demo-interactions-{suffix}", "recommendations_topic": f"demo-recommendations-{suffix}", "dlq_topic": f"demo-dlq-{suffix}", "model_updates_topic": f"demo-model-updates-{suffix}"}
     broker = worker = None
     started = time.perf_counter()
+    restore_sigterm = _sigterm_as_interrupt()  # a `kill` cleans up like Ctrl-C: worker, broker, temp dir
     try:
         kafka_port, controller_port, web_port = find_free_ports(3)
         broker = LocalKafka(workdir / "kafka", kafka_port, controller_port, num_partitions=4)
         echo(f"[1/5] starting Apache Kafka on {broker.bootstrap_servers} ...")
-        broker.start()
+        broker.start(owned=True)
 
         data_file = fetch(opts.dataset, dest=CommonSettings().data_dir)
         echo(f"[2/5] dataset {opts.dataset}: {data_file}")
@@ -96,3 +111,4 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
             broker.stop()
         if opts.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+        restore_sigterm()

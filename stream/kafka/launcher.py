@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from contextlib import ExitStack
@@ -165,6 +166,15 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def _terminate_with_parent() -> None:
+    """In the forked child before exec: ask Linux to send SIGTERM when the parent goes (prctl
+    PR_SET_PDEATHSIG); elsewhere nothing happens and an orphaned broker needs `difflsrec kafka stop`."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 class LocalKafka:
     """One broker+controller node on 127.0.0.1, its state in ``data_dir``; usable as a context manager.
 
@@ -255,8 +265,11 @@ class LocalKafka:
 
     # ---- start ---------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60.0) -> bool:
-        """Start the broker detached and wait until it answers; False if it was already running."""
+    def start(self, timeout: float = 60.0, owned: bool = False) -> bool:
+        """Start the broker detached and wait until it answers; False if it was already running.
+
+        ``owned``: the broker belongs to this process (tests, demo, benchmarks) and gets SIGTERM (a
+        controlled shutdown) when the process dies, even by SIGKILL, instead of living on as an orphan."""
         if self._already_running():
             return False
         command = self._prepare(console=False)
@@ -265,7 +278,8 @@ class LocalKafka:
         with open(self.logs_dir / "stdout.log", "ab") as stdout:
             # A new session: the broker survives the CLI that started it and ignores its terminal's Ctrl-C.
             self._process = subprocess.Popen(
-                command, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True
+                command, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_terminate_with_parent if owned else None,
             )
         self.pid_file.write_text(f"{self._process.pid}\n")
         self._wait_until_ready(timeout)
@@ -464,7 +478,7 @@ class LocalKafka:
         return True
 
     def __enter__(self) -> LocalKafka:
-        self._started_here = self.start()
+        self._started_here = self.start(owned=True)
         return self
 
     def __exit__(self, *exc_info) -> None:

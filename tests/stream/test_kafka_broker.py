@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -196,3 +197,35 @@ def test_broker_dying_at_startup_reports_its_log(local_kafka):
         broker.start()
     assert "Stored node id 7 doesn't match" in str(failure.value)  # the tail of server.log
     assert not broker.pid_file.exists() and not broker.is_running()
+
+
+def test_an_owned_broker_stops_when_its_owner_is_killed(local_kafka, tmp_path):
+    """Tests, the demo and the benchmarks own their broker: a SIGKILLed owner must not leave it running."""
+    broker = local_kafka()
+    ready = tmp_path / "ready"
+    owner = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time, pathlib\n"
+            "from stream.kafka import LocalKafka\n"
+            f"b = LocalKafka({str(broker.data_dir)!r}, {broker.port}, {broker.controller_port})\n"
+            "b.start(owned=True)\n"
+            f"pathlib.Path({str(ready)!r}).write_text(str(b.pid()))\n"
+            "time.sleep(600)\n"
+        )],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert owner.poll() is None and time.monotonic() < deadline, "the owner could not start its broker"
+            time.sleep(0.5)
+        pid = int(ready.read_text())
+        assert broker.is_running()
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + 60  # SIGTERM from the kernel: Kafka's controlled shutdown
+        while not _process_gone(pid):
+            assert time.monotonic() < deadline, "the broker outlived its owner"
+            time.sleep(0.5)
+    finally:
+        owner.kill()
