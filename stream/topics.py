@@ -45,3 +45,12 @@ def _create(admin: KafkaAdminClient, topic: str, partitions: int, replication: i
         log.info("created topic %s (%d partitions)", topic, partitions)
     except TopicAlreadyExistsError:
         pass  # another worker created it meanwhile
+
+
+def ensure_updates_topic(bootstrap_servers: str, topic: str, replication: int = 1) -> None:
+    """The model-updates topic with ONE partition (so every reader sees the versions in the order they
+    were published), created before the first announcement instead of auto-created with the broker's
+    default partition count."""
+    with KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="difflsrec-bootstrap-admin") as admin:
+        if _partition_count(admin, topic) is None:
+            _create(admin, topic, 1, replication)

@@ -40,3 +40,16 @@ def test_artifact_dir_or_the_live_version_of_a_registry(tiny_artifact_dir, tmp_p
     (registry.root / "LATEST").write_text("v-missing")
     with pytest.raises(RegistryError):
         resolve_artifact(registry.root)
+
+
+@pytest.mark.kafka
+def test_the_model_updates_topic_is_created_with_one_partition_before_the_first_announcement(kafka_bootstrap):
+    import uuid
+
+    from stream.topics import ensure_updates_topic
+
+    name = f"mu-{uuid.uuid4().hex[:8]}"
+    ensure_updates_topic(kafka_bootstrap, name)
+    assert _partitions(kafka_bootstrap, name) == 1
+    ensure_updates_topic(kafka_bootstrap, name)  # idempotent
+    assert _partitions(kafka_bootstrap, name) == 1
