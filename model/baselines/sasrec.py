@@ -40,6 +40,16 @@ class Config:
     # full-CE numbers (pmixer, Klenitskiy & Vasilev): queries from LayerNorm(x) but keys/values from x, the
     # attention residual added to the normalised queries, the feed-forward residual to its normalised input
     block: str = "pre"
+    # "start": position j = j-th item of the window (rows are left-aligned); "end": positions count back from
+    # the most recent item, which always gets the last row of the table, as with the left-padded sequences of
+    # the reference implementations (the position then encodes recency)
+    positions: str = "start"
+
+    def __post_init__(self):
+        if self.block not in ("pre", "reference"):
+            raise ValueError(f"block must be 'pre' or 'reference', got {self.block!r}")
+        if self.positions not in ("start", "end"):
+            raise ValueError(f"positions must be 'start' or 'end', got {self.positions!r}")
 
 
 class Block(nn.Module):
@@ -105,6 +115,9 @@ class SASRec(Recommender):
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         """(B, L) left-aligned items, L <= max_len -> (B, L, d) output after each item."""
         pos = torch.arange(items.size(1), device=items.device)
+        if self.config.positions == "end":  # item j of n -> max_len - n + j; padding (j >= n) clamped, masked anyway
+            n = (items > 0).sum(1, keepdim=True)
+            pos = (pos + (self.config.max_len - n)).clamp(max=self.config.max_len - 1)
         x = self.drop(self.item_emb(items) * math.sqrt(self.config.d) + self.pos_emb(pos))
         for block in self.blocks:
             x = block(x)

@@ -65,6 +65,7 @@ NEURAL = {
     "gru4rec": lambda: GRU4Rec(N_ITEMS, GRU4Rec.Config(d=16), STATS),
     "sasrec": lambda: SASRec(N_ITEMS, SASRec.Config(d=16, n_heads=2, max_len=16), STATS),
     "sasrec-reference": lambda: SASRec(N_ITEMS, SASRec.Config(d=16, n_heads=2, max_len=16, block="reference"), STATS),
+    "sasrec-end": lambda: SASRec(N_ITEMS, SASRec.Config(d=16, n_heads=2, max_len=16, positions="end"), STATS),
     # GRU state size != d exercises the projection back to the embedding space
     "gru4rec-deep": lambda: GRU4Rec(N_ITEMS, GRU4Rec.Config(d=16, hidden=24, n_layers=2), STATS),
 }
@@ -131,7 +132,7 @@ def test_left_align():
     assert left_align(x, n).tolist() == [[1, 2, 0, 0], [3, 4, 5, 0], [6, 7, 8, 9], [0, 0, 0, 0]]
 
 
-@pytest.mark.parametrize("name", ["sasrec", "sasrec-reference"])
+@pytest.mark.parametrize("name", ["sasrec", "sasrec-reference", "sasrec-end"])
 def test_sasrec_causal(name):
     model = NEURAL[name]().eval()
     items = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
@@ -171,6 +172,14 @@ def test_padding_invariance_of_the_loss(name):
     wide = padded_batch([[5, 2, 8, 8, 1]], L=9)
     wide.targets = torch.tensor([[0, 0, 0, 0, 2, 8, 8, 1, 7]])
     assert model.loss(batch)[0].item() == pytest.approx(model.loss(wide)[0].item(), abs=1e-5)
+
+
+def test_sasrec_positions_from_the_end_give_the_latest_item_the_last_row():
+    model = NEURAL["sasrec-end"]().eval()  # max_len 16
+    seen = []
+    model.pos_emb.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    model.encode(torch.tensor([[5, 2, 8, 0, 0], [1, 2, 3, 4, 5]]))
+    assert seen[0][0, :3].tolist() == [13, 14, 15] and seen[0][1].tolist() == [11, 12, 13, 14, 15]
 
 
 def test_sasrec_truncates_to_max_len():
