@@ -31,6 +31,7 @@ def create_passthrough_app(settings: WorkerSettings, partitions: int) -> faust.A
 
     @app.agent(source, name="forward")
     async def forward(stream: StreamT) -> None:
+        stream.enable_acks = False  # as the worker: only take_events acks (stream/app.py)
         async for events in stream.take_events(s.batch_max, within=s.batch_within):
             for event in events:
                 sink.send_soon(key=event.message.key, value=event.message.value)
