@@ -5,9 +5,8 @@ recommendation and the table's changelog write) is on the broker. Faust commits 
 producer, then commit), but its ``ProducerBuffer.flush`` gives up as soon as no message leaves the
 buffer for 0.1 s (faust-streaming 0.15: ``flush_atmost`` returns on the first ``wait_for`` timeout).
 On a loaded machine that happens: the offsets are committed while messages still wait in the buffer,
-and a crash then loses them for good, since the events are not redelivered. The restart test with
-SIGKILL caught it on the 2-core CI machine: an event whose state write had reached the changelog but
-whose recommendation had not, and whose offset was committed anyway.
+and a crash then loses them for good, since the events are not redelivered
+(``tests/stream/test_delivery.py`` shows Faust's flush returning with messages still pending).
 
 :func:`drain_before_commit` replaces the buffer's ``flush`` with one that returns only when the buffer
 is empty *and* no message is half-way into the client (the buffer's sender takes a message off the
