@@ -272,6 +272,28 @@ def app_options(s: WorkerSettings, partitions: int) -> dict:
     )
 
 
+def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info") -> None:
+    """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
+    ``profile``: write a cProfile of the whole run to this path."""
+    import cProfile
+    import gc
+
+    # torch, faiss and Faust leave a large heap of long-lived objects; frozen, the garbage collector stops
+    # rescanning them on every full collection (unfrozen, collections cost as much as the model per batch)
+    gc.collect()
+    gc.freeze()
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    if profile is None:
+        worker.execute_from_commandline()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        worker.execute_from_commandline()
+    finally:  # execute_from_commandline ends with SystemExit after a clean stop
+        profiler.disable()
+        profiler.dump_stats(profile)
+
+
 def load_bundle(settings: WorkerSettings) -> ModelBundle:
     from difflsrec.settings import resolve_device
 

@@ -47,30 +47,12 @@ def worker(
 
 def run_worker(settings, loglevel: str = "info") -> None:
     """Create the topics, load the model, and run the Faust worker until SIGTERM/SIGINT."""
-    import cProfile
-    import gc
-
-    import faust
-
-    from stream.app import StreamWorker, load_bundle
+    from stream.app import StreamWorker, load_bundle, run_faust_worker
     from stream.topics import ensure_topics
 
     partitions = ensure_topics(settings)
     stream_worker = StreamWorker(settings, load_bundle(settings), partitions)
-    # torch, faiss and Faust leave a large heap of long-lived objects; frozen, the garbage collector stops
-    # rescanning them on every full collection (unfrozen, collections cost as much as the model per batch)
-    gc.collect()
-    gc.freeze()
-    worker = faust.Worker(stream_worker.app, loglevel=loglevel, redirect_stdouts=False)
-    if settings.profile is None:
-        worker.execute_from_commandline()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        worker.execute_from_commandline()
-    finally:  # execute_from_commandline ends with SystemExit after a clean stop
-        profiler.disable()
-        profiler.dump_stats(settings.profile)
+    run_faust_worker(stream_worker.app, settings.profile, loglevel)
 
 
 @bench_app.command("stream")

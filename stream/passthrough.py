@@ -8,13 +8,10 @@ recommendations topic: no parsing, state, model, index or table. ``difflsrec ben
 
 from __future__ import annotations
 
-import cProfile
-import gc
-
 import faust
 from faust.types import StreamT
 
-from stream.app import app_options
+from stream.app import app_options, run_faust_worker
 from stream.delivery import drain_before_commit
 from stream.settings import WorkerSettings
 from stream.web import readiness
@@ -49,18 +46,7 @@ def main() -> None:
 
     settings = WorkerSettings()
     app = create_passthrough_app(settings, ensure_topics(settings))
-    gc.collect()
-    gc.freeze()  # as the worker does (stream/cli.py), so both pay the same for garbage collection
-    worker = faust.Worker(app, loglevel="info", redirect_stdouts=False)
-    if settings.profile is None:
-        worker.execute_from_commandline()
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        worker.execute_from_commandline()
-    finally:
-        profiler.disable()
-        profiler.dump_stats(settings.profile)
+    run_faust_worker(app, settings.profile)  # as the worker does, GC freezing included
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ def ensure_topics(settings: WorkerSettings) -> int:
         elif partitions != settings.partitions:
             log.info("topic %s exists with %d partitions; using that count (setting says %d)", settings.interactions_topic, partitions, settings.partitions)
         for name, count in ((settings.recommendations_topic, partitions), (settings.dlq_topic, partitions), (settings.model_updates_topic, 1)):
-            if _partition_count(admin, name) is None:
-                _create(admin, name, count, settings.replication_factor)
+            _create_if_missing(admin, name, count, settings.replication_factor)
     return partitions
 
 
@@ -37,6 +36,11 @@ def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
         return None
     (described,) = admin.describe_topics([topic])
     return len(described["partitions"])
+
+
+def _create_if_missing(admin: KafkaAdminClient, topic: str, partitions: int, replication: int) -> None:
+    if _partition_count(admin, topic) is None:
+        _create(admin, topic, partitions, replication)
 
 
 def _create(admin: KafkaAdminClient, topic: str, partitions: int, replication: int) -> None:
@@ -52,5 +56,4 @@ def ensure_updates_topic(bootstrap_servers: str, topic: str, replication: int = 
     were published), created before the first announcement instead of auto-created with the broker's
     default partition count."""
     with KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="difflsrec-bootstrap-admin") as admin:
-        if _partition_count(admin, topic) is None:
-            _create(admin, topic, 1, replication)
+        _create_if_missing(admin, topic, 1, replication)
