@@ -39,6 +39,7 @@ from stream.delivery import drain_before_commit
 from stream.engine import BatchResult, Engine, ModelBundle, SourcedEvent, resolve_artifact
 from stream.hotswap import ModelSwapper
 from stream.metrics import WorkerMetrics
+from stream.recovery import OrderedRecoveryTableManager
 from stream.schemas import DeadLetter, Limits, Reason, dump_recommendation, parse_event
 from stream.settings import WorkerSettings
 from stream.state import StateFormatError, UserState, decode_state, encode_state
@@ -256,6 +257,7 @@ def app_options(s: WorkerSettings, partitions: int) -> dict:
         broker=[f"kafka://{address.strip()}" for address in s.bootstrap_servers.split(",")],
         datadir=str(s.datadir),
         autodiscover=False,
+        TableManager=OrderedRecoveryTableManager,  # no input event skipped after a recovery: stream/recovery.py
         processing_guarantee="at_least_once",  # never exactly_once: see FIELD-NOTES (open bugs, needs 3 brokers)
         topic_partitions=partitions,
         consumer_auto_offset_reset="earliest",

@@ -130,21 +130,13 @@ def test_http_views_and_metrics(served):
     assert any(name.startswith("difflsrec_model_info{") for name in metrics)
 
 
-# KNOWN BUG (open, see README "Not verified here" / stream/README.md): when the restarted worker has no
-# local RocksDB and restores the table from the changelog, a contiguous run of ~100 events produced around
-# the restart is never consumed by it (events_in 220 of the 300 left; every consumed event answered). The
-# variants that keep their local store never lose one, and the old worker's commits are the same in both,
-# so the skip happens in the new worker's start-up on an empty store. Marked, not hidden: it still runs.
-_LOSES_EVENTS_ON_EMPTY_STORE = pytest.mark.xfail(reason="events skipped when a worker restarts on an empty local store (open bug)", strict=False)
-
-
 @pytest.mark.parametrize(
     "how",
     [
         "sigterm",
-        pytest.param("sigterm-without-local-state", marks=_LOSES_EVENTS_ON_EMPTY_STORE),
+        "sigterm-without-local-state",  # restored from the changelog: the recovery race of stream/recovery.py
         "sigkill",
-        pytest.param("sigkill-without-local-state", marks=_LOSES_EVENTS_ON_EMPTY_STORE),
+        "sigkill-without-local-state",
     ],
 )
 def test_restart_mid_stream_loses_no_event_and_applies_none_twice(how, kafka_bootstrap, tiny_artifact_dir, tmp_path):
