@@ -16,7 +16,9 @@ A second hole widens it: Faust pauses partitions only in its own bookkeeping and
 set of active partitions; when that set is momentarily empty, aiokafka's ``fetched_records`` takes an empty
 set for "all partitions" and returns the prefetched records of paused partitions too, which Faust then
 drops while aiokafka's position has moved past them. Before the final seek that is harmless (the seek
-rewinds); after it, the events are gone (seen here as a worker that consumed nothing after its restart).
+rewinds); after it, the events are gone. A first version of this fix held the partitions back in Faust's
+bookkeeping only, and a restarted worker then consumed nothing at all: this is the likely reason (inferred
+from the source, not traced).
 
 The fix keeps Faust's sequence and pauses the stream partitions in aiokafka itself (where a pause keeps the
 position and discards nothing) from before the seek until Faust has cleared its queues; they resume at the
