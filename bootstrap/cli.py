@@ -25,7 +25,7 @@ def bootstrap(
     kcore: int = typer.Option(5, help="iterative k-core on the history"),
     epochs: int = typer.Option(50, help="maximum epochs (early stopping on validation NDCG@10)"),
     patience: int = typer.Option(5),
-    lr: float = typer.Option(1e-3),
+    lr: float | None = typer.Option(None, help="Adam learning rate (default: the model's own, 3e-3 for DiffLSRec)"),
     max_minutes: float = typer.Option(None, help="wall-clock cap on training"),
     seed: int = typer.Option(0),
     warm_start: bool = typer.Option(True, help="start from the live model's weights"),

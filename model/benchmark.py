@@ -70,7 +70,8 @@ def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, featur
         sampled = evaluate(model, data, features, data.split.test, ks=ks, batch_size=train_cfg.eval_batch_size, device=device, sampled_negatives=sampled_negatives, seed=train_cfg.seed)
     if save_dir is not None:
         save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid})
-    return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, dataclasses.asdict(model.config), result.history, sampled)
+    config = {**dataclasses.asdict(model.config), "lr": result.lr}  # the learning rate is part of what was run
+    return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, config, result.history, sampled)
 
 
 def summarise(runs: list[ModelRun]) -> dict:

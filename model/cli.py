@@ -50,7 +50,10 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
     return prepare([_resolve_input(p) for p in input], options)
 
 
-def train_config(epochs: int, patience: int, lr: float, batch_size: int, device: str, seed: int, max_minutes: float | None):
+LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3, DiffLSRec 3e-3)"
+
+
+def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None):
     from model.training import TrainConfig
 
     return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes)
@@ -79,7 +82,7 @@ def benchmark(
     seeds: int = typer.Option(1, help="number of training seeds: seed, seed+1, ..."),
     epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation NDCG@10)"),
     patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
-    lr: float = typer.Option(1e-3),
+    lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
@@ -115,7 +118,7 @@ def train(
     seed: int = typer.Option(0),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
-    lr: float = typer.Option(1e-3),
+    lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None),
     device: str = typer.Option("auto"),
@@ -180,7 +183,7 @@ def reproduce(
     k_values: str = typer.Option("8,16,32,64,128", help="embedding sizes for the K study"),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
-    lr: float = typer.Option(1e-3),
+    lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per training run"),
     device: str = typer.Option("auto"),

@@ -32,6 +32,7 @@ class Recommender(nn.Module):
     trainable: ClassVar[bool] = True
     preset: ClassVar[dict] = {}  # config defaults of a named variant (e.g. an ablation of the same class)
     search_space: ClassVar[dict[str, list]] = {}  # hyper-parameter -> candidates for model/tuning.py
+    default_lr: ClassVar[float] = 1e-3  # Adam's learning rate when the run does not set one (chosen on validation)
 
     def __init__(self, n_items: int, config: Any, stats: FeatureStats):
         super().__init__()

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     epochs: int = 200
-    lr: float = 1e-3
+    lr: float | None = None  # None: the model's own default_lr (model/registry.py)
     weight_decay: float = 0.0
     batch_size: int = 128
     token_budget: int = 32_768  # max B * L of a training batch
@@ -50,6 +50,7 @@ class TrainResult:
     train_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    lr: float | None = None  # the learning rate used
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +76,8 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
         metrics = validate()
         return TrainResult(0, metrics, 0, time.perf_counter() - start, history=[{"epoch": 0, **metrics}])
 
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr = cfg.lr if cfg.lr is not None else model.default_lr
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     token_budget = max(256, min(cfg.token_budget, cfg.logit_budget // max(1, model.n_items)))
     batches = TrainBatches(data, features, cfg.batch_size, model.max_len, token_budget, seed=cfg.seed)
     best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
@@ -124,4 +126,4 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
 
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(best_epoch, best_valid, len(history), time.perf_counter() - start, epoch_seconds, history)
+    return TrainResult(best_epoch, best_valid, len(history), time.perf_counter() - start, epoch_seconds, history, lr)

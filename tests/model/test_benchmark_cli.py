@@ -37,8 +37,24 @@ def test_benchmark_end_to_end_on_ml100k(ml100k_file, isolated_home, tmp_path):
         assert r["MRR@10"] <= r["NDCG@10"] <= r["HR@10"]
         assert r["epochs"] == (0 if name == "pop" else 1)
         assert r["train_seconds"] > 0
+    # with no --lr each model trains at its own learning rate, and the results say which
+    assert results["results"]["difflsrec"]["config"]["lr"] == 3e-3 and results["results"]["sasrec"]["config"]["lr"] == 1e-3
     # the popularity floor is reached by a trained model, and every model left a loadable artifact
     assert results["results"]["pop"]["HR@10"] > 0
     art = load_artifact(out / "models" / "difflsrec" / "seed0")
     assert art.manifest["data_hash"] == results["data_hash"] and len(art.item_ids) == results["n_items"] + 1
     assert "| difflsrec |" in (out / "results.md").read_text()
+
+
+def test_an_explicit_learning_rate_applies_to_every_model(ml100k_file, isolated_home, tmp_path):
+    from model.batching import FeatureView
+    from model.benchmark import fit_features, train_and_test
+    from model.cli import train_config
+    from model.data.prepare import PrepareOptions, prepare
+
+    data = prepare(ml100k_file, PrepareOptions(users=40, seed=0), cache_dir=tmp_path / "cache")
+    stats = fit_features(data)
+    features = FeatureView.build(data, stats)
+    for lr, expected in ((None, 3e-3), (5e-4, 5e-4)):
+        run = train_and_test("difflsrec", data, stats, features, {}, train_config(1, 1, lr, 64, "cpu", 0, None))
+        assert run.config["lr"] == expected
