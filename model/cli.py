@@ -50,7 +50,7 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
     return prepare([_resolve_input(p) for p in input], options)
 
 
-LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3, DiffLSRec 3e-3)"
+LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
 def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None):

@@ -29,6 +29,8 @@ class GRU4Rec(Recommender):
     name = "gru4rec"
     Config = Config
     search_space = {"dropout": [0.1, 0.2, 0.3], "n_layers": [1, 2], "hidden": [None, 128]}
+    # Validation NDCG@10, 3e-3 vs 1e-3: ml-100k 0.1156 vs 0.0936 (seed 0), Ciao 0.0366 vs 0.0363 (3 seeds)
+    default_lr = 3e-3
 
     def __init__(self, n_items, config, stats):
         super().__init__(n_items, config, stats)
