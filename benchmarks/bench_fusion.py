@@ -29,11 +29,14 @@ from model.registry import build  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)  # CUDA calls return early
     fn()
+    sync()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
 
@@ -46,6 +49,7 @@ def main() -> None:
     ap.add_argument("--steps", default="1,2,4,8,16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = prepare(a.input)
@@ -56,14 +60,15 @@ def main() -> None:
         stats = fit_features(data)
         model = build("difflsrec", data.sequences.n_items, stats)
     gate = build("difflsrec-gate", data.sequences.n_items, stats, {"d": model.config.d, "short_len": model.config.short_len})
-    model.eval()
-    gate.eval()
+    model.eval().to(a.device)
+    gate.eval().to(a.device)
     batch, _, _ = next(eval_batches(data, FeatureView.build(data, stats), data.split.test[-a.batch :], batch_size=a.batch))
+    batch = batch.to(a.device)
     with torch.inference_mode():
         e_long = model.encode_long(batch)[:, -1]
         window = last_window(batch.items, model.config.short_len)
         table = model.item_embeddings()
-        print(f"{len(window)} users, {data.sequences.n_items} items, d={model.config.d}, {a.threads} threads, median of {a.repeats}")
+        print(f"{len(window)} users, {data.sequences.n_items} items, d={model.config.d}, {a.device}, {a.threads} threads, median of {a.repeats}")
         h = torch.zeros_like(e_long)
         step_ms = median_ms(lambda: model.long_step(h, batch.items[:, -1], batch.intervals[:, -1], batch.freqs[:, -1]), a.repeats)
         print(f"long-term streaming update (one event per user): {step_ms:7.2f} ms")
