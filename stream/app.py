@@ -286,7 +286,8 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info") -> No
     gc.freeze()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     if profile is None:
-        worker.execute_from_commandline()
+        worker.execute_from_commandline()  # ends with SystemExit; the return says so to the reader
+        return
     profiler = cProfile.Profile()
     profiler.enable()
     try:
