@@ -8,14 +8,19 @@
 Every number is given under full-catalogue ranking (the honest protocol) and, beside it, under the sampled
 protocol (target among 100 random unseen items), so a reader can see how far sampled numbers such as the
 paper's are from full-ranking ones. Runs shared between parts (the full model, K = its default size) are
-trained once. Results are rewritten after every run, so an interrupted reproduction keeps what it did.
+trained once. Results are rewritten after every run, and each finished run is kept in ``DIR/runs/`` under a
+hash of everything that determines it (data, model, overrides, seed, training settings), so rerunning the same
+command resumes where it stopped, and invocations with different ``--parts`` / ``--models`` (e.g. run side by
+side, one per core) share their runs when given the same ``--out``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,15 +95,52 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     features = FeatureView.build(data, stats)
     done: dict[str, ModelRun] = {}
     started = time.perf_counter()
-    bar = tqdm(list(unique.values()), desc="reproduce", unit="run")
+    cache = out / "runs"
+    cache.mkdir(exist_ok=True)
+    todo = []
+    for r in unique.values():
+        kept = _load_run(cache / f"{run_id(r, data, spec)}.pkl")
+        if kept is not None:
+            done[r.key] = kept
+        else:
+            todo.append(r)
+    if done:
+        log.info("reproduce: %d of %d runs already in %s, %d to train", len(done), len(unique), cache, len(todo))
+    bar = tqdm(todo, desc="reproduce", unit="run")
     for r in bar:
         bar.set_description(f"reproduce: {r.model} {r.overrides or ''} seed {r.seed}")
         cfg = dataclasses.replace(spec.train, seed=r.seed)
         done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives)
+        _save_run(done[r.key], cache / f"{run_id(r, data, spec)}.pkl")
         report = build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
         write_report(report, out)
     bar.close()
+    if not todo:  # everything was kept: still write the report for the parts asked for
+        write_report(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), out)
     return build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
+
+
+def run_id(r: Run, data: PreparedDataset, spec: ReproduceSpec) -> str:
+    """Hash of everything that determines a run's result; the progress display is the only setting left out."""
+    train = {k: v for k, v in dataclasses.asdict(spec.train).items() if k not in ("progress", "seed")}
+    what = {"data": data.hash, "run": r.key, "train": train, "sampled_negatives": spec.sampled_negatives}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _save_run(run: ModelRun, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(run))
+    tmp.replace(path)  # atomic: a reader never sees half a run
+
+
+def _load_run(path: Path) -> ModelRun | None:
+    if not path.exists():
+        return None
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception as e:  # a run file from an incompatible version: train it again rather than fail
+        log.warning("reproduce: ignoring unreadable run %s (%s)", path, e)
+        return None
 
 
 # ---- report ---------------------------------------------------------------------------------------------

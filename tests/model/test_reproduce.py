@@ -24,6 +24,27 @@ def test_plan_shares_identical_runs():
     assert table1 == k64 == full and len(table1) == 2  # the default-size full model is trained once per seed
 
 
+def test_run_id_changes_with_everything_that_changes_the_result():
+    from types import SimpleNamespace
+
+    from model.reproduce import Run, run_id
+    from model.training import TrainConfig
+
+    data = SimpleNamespace(hash="abc")
+    base = run_id(Run("sasrec", {}, 0), data, ReproduceSpec())
+    assert base == run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(progress=False)))
+    others = [
+        run_id(Run("sasrec", {}, 1), data, ReproduceSpec()),
+        run_id(Run("sasrec", {"d": 32}, 0), data, ReproduceSpec()),
+        run_id(Run("hgn", {}, 0), data, ReproduceSpec()),
+        run_id(Run("sasrec", {}, 0), SimpleNamespace(hash="abd"), ReproduceSpec()),
+        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(epochs=7))),
+        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(lr=1e-2))),
+        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(sampled_negatives=50)),
+    ]
+    assert base not in others and len(set(others)) == len(others)
+
+
 def test_improvement_and_claims_by_hand():
     rows = {"sasrec": {"HR@10": 0.2, "NDCG@10": 0.1, "MRR@10": 0.05, "Precision@10": 0.02},
             "gru4rec": {"HR@10": 0.25, "NDCG@10": 0.09, "MRR@10": 0.04, "Precision@10": 0.025},
@@ -58,3 +79,12 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert "Table 1 — full protocol" in md and "Improvement" in md
     for png in ("ablation.png", "embedding_size.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+    # the same command again resumes from DIR/runs: nothing is trained, the report is the same
+    assert len(list((out / "runs").glob("*.pkl"))) == (7 + 4 + 1) * 2
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "24 of 24 runs already in" in again.stderr and "0 to train" in again.stderr
+    resumed = json.loads((out / "report.json").read_text())
+    assert resumed["table1"]["difflsrec"]["per_seed"] == report["table1"]["difflsrec"]["per_seed"]
+    assert resumed["claims"] == report["claims"]
