@@ -74,10 +74,11 @@ class TimeFreqGRU(nn.Module):
         B, L, _ = x.shape
         xp, keep = self._inputs(x, dt, freq)
         h = x.new_zeros(B, self.d) if h0 is None else h0
-        m = mask.unsqueeze(-1)
+        # unbind once rather than index [:, j] per step: the backward of each index op would materialise a
+        # zero tensor of the whole (B, L, .) input and add into it, O(L^2) work that dominated training time
         out = []
-        for j in range(L):
-            h = torch.where(m[:, j], self._cell(h, xp[:, j], keep[:, j]), h)
+        for xp_j, keep_j, m_j in zip(xp.unbind(1), keep.unbind(1), mask.unsqueeze(-1).unbind(1)):
+            h = torch.where(m_j, self._cell(h, xp_j, keep_j), h)
             out.append(h)
         return torch.stack(out, dim=1)
 
