@@ -10,8 +10,9 @@ protocol (target among 100 random unseen items), so a reader can see how far sam
 paper's are from full-ranking ones. Runs shared between parts (the full model, K = its default size) are
 trained once. Results are rewritten after every run, and each finished run is kept in ``DIR/runs/`` under a
 hash of everything that determines it (data, model, overrides, seed, training settings), so rerunning the same
-command resumes where it stopped, and invocations with different ``--parts`` / ``--models`` (e.g. run side by
-side, one per core) share their runs when given the same ``--out``.
+command resumes where it stopped. Several invocations on the same ``--out`` (e.g. the same command once per
+core or GPU, or with different ``--parts`` / ``--models``) share the work: each run is claimed with a lock
+file, and the last invocation to finish writes the complete report.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import pickle
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,27 +100,39 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     started = time.perf_counter()
     cache = out / "runs"
     cache.mkdir(exist_ok=True)
-    todo = []
-    for r in unique.values():
-        kept = _load_run(cache / f"{run_id(r, data, spec)}.pkl")
+    paths = {key: cache / f"{run_id(r, data, spec)}.pkl" for key, r in unique.items()}
+    _reload(paths, done)
+    if done:
+        log.info("reproduce: %d of %d runs already in %s, %d to train", len(done), len(unique), cache, len(unique) - len(done))
+    elsewhere: list[Run] = []
+    bar = tqdm([r for key, r in unique.items() if key not in done], desc="reproduce", unit="run")
+    for r in bar:
+        path = paths[r.key]
+        kept = _load_run(path)  # finished by another invocation since we started
         if kept is not None:
             done[r.key] = kept
-        else:
-            todo.append(r)
-    if done:
-        log.info("reproduce: %d of %d runs already in %s, %d to train", len(done), len(unique), cache, len(todo))
-    bar = tqdm(todo, desc="reproduce", unit="run")
-    for r in bar:
-        bar.set_description(f"reproduce: {r.model} {r.overrides or ''} seed {r.seed}")
-        cfg = dataclasses.replace(spec.train, seed=r.seed)
-        done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives)
-        _save_run(done[r.key], cache / f"{run_id(r, data, spec)}.pkl")
-        report = build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
-        write_report(report, out)
-    bar.close()
-    if not todo:  # everything was kept: still write the report for the parts asked for
+            continue
+        if not _claim(path):  # another invocation on this DIR is training it
+            elsewhere.append(r)
+            continue
+        try:
+            bar.set_description(f"reproduce: {r.model} {r.overrides or ''} seed {r.seed}")
+            cfg = dataclasses.replace(spec.train, seed=r.seed)
+            done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives)
+            _save_run(done[r.key], path)
+        finally:
+            path.with_suffix(".lock").unlink(missing_ok=True)
+        _reload(paths, done)
         write_report(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), out)
-    return build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
+    bar.close()
+    _reload(paths, done)
+    missing = [r for r in elsewhere if r.key not in done]
+    if missing:
+        log.info("reproduce: %d runs are still being trained by other invocations (%s); the last one to finish writes the full report",
+                 len(missing), ", ".join(f"{r.model} seed {r.seed}" for r in missing))
+    report = build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
+    write_report(report, out)
+    return report
 
 
 def run_id(r: Run, data: PreparedDataset, spec: ReproduceSpec) -> str:
@@ -127,8 +142,56 @@ def run_id(r: Run, data: PreparedDataset, spec: ReproduceSpec) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 
+def _reload(paths: dict[str, Path], done: dict[str, ModelRun]) -> None:
+    """Pick up runs that this or another invocation on the same DIR has finished."""
+    for key, path in paths.items():
+        if key not in done:
+            kept = _load_run(path)
+            if kept is not None:
+                done[key] = kept
+
+
+def _claim(path: Path) -> bool:
+    """Take the run's lock file (``<id>.lock``: pid and host) so that several invocations on one DIR (one per
+    core or GPU) share the work instead of repeating it. A lock left by a dead process on this host is taken over."""
+    lock = path.with_suffix(".lock")
+    me = f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if not _stale(lock):
+                return False
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return True
+    return False
+
+
+def _stale(lock: Path) -> bool:
+    try:
+        pid, host = lock.read_text().split()
+        pid = int(pid)
+    except (OSError, ValueError):  # being written right now, or unreadable: stale only if old
+        try:
+            return time.time() - lock.stat().st_mtime > 60
+        except OSError:
+            return True  # gone meanwhile
+    if host != socket.gethostname():
+        return False  # another machine's process: we cannot tell, so leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _save_run(run: ModelRun, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(pickle.dumps(run))
     tmp.replace(path)  # atomic: a reader never sees half a run
 
@@ -221,19 +284,27 @@ def _public(row: dict) -> dict:
 
 
 def write_report(report: dict, out: Path) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(to_markdown(report))
+    _write_atomic(out / "report.json", json.dumps(report, indent=2))
+    _write_atomic(out / "report.md", to_markdown(report))
     if report.get("ablation"):
         _bar_plot(report["ablation"], "Ablation (full ranking)", out / "ablation.png")
     if report.get("embedding_size"):
         _k_plot(report["embedding_size"], out / "embedding_size.png")
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Invocations sharing a DIR may write the report at the same moment: each write is whole or absent."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _table(rows: dict, protocol: str) -> list[str]:
-    lines = ["| model | " + " | ".join(KEY_METRICS) + " |", "|---" * (len(KEY_METRICS) + 1) + "|"]
+    lines = ["| model | " + " | ".join(KEY_METRICS) + " | seeds |", "|---" * (len(KEY_METRICS) + 2) + "|"]
     for name, r in rows.items():
         src, std = (r, r["std"]) if protocol == "full" else (r.get("sampled", {}), r.get("sampled_std", {}))
-        lines.append(f"| {name} | " + " | ".join(f"{src.get(m, float('nan')):.4f} ± {std.get(m, 0.0):.4f}" for m in KEY_METRICS) + " |")
+        cells = " | ".join(f"{src.get(m, float('nan')):.4f} ± {std.get(m, 0.0):.4f}" for m in KEY_METRICS)
+        lines.append(f"| {name} | {cells} | {len(r.get('per_seed', []))} |")
     return lines
 
 

@@ -88,3 +88,37 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     resumed = json.loads((out / "report.json").read_text())
     assert resumed["table1"]["difflsrec"]["per_seed"] == report["table1"]["difflsrec"]["per_seed"]
     assert resumed["claims"] == report["claims"]
+
+
+def test_run_locks_are_taken_once_and_taken_over_from_dead_processes(tmp_path):
+    import socket
+
+    from model.reproduce import _claim
+
+    run = tmp_path / "abc.pkl"
+    assert _claim(run)
+    assert run.with_suffix(".lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
+    assert not _claim(run)  # held by a live process (this one)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.with_suffix(".lock").write_text(f"{dead.pid} {socket.gethostname()}")
+    assert _claim(run)  # its owner is gone: taken over
+    run.with_suffix(".lock").write_text(f"{dead.pid} some-other-host")
+    assert not _claim(run)  # another machine's process: left alone
+
+
+@pytest.mark.slow
+def test_two_invocations_on_one_dir_share_the_runs(ml100k_file, isolated_home, tmp_path):
+    out = tmp_path / "shared"
+    cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "reproduce", "--input", str(ml100k_file), "--users", "40",
+           "--seeds", "2", "--epochs", "2", "--parts", "table1", "--models", "fossil,gru4rec,hgn,sasrec,diffrec", "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    logs = [p.communicate(timeout=900) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in logs]
+    trained = [line for text in logs for line in "".join(text).replace("\r", "\n").splitlines() if " epoch   1  loss" in line]
+    assert len(trained) == 5 * 2, trained  # every (model, seed) trained exactly once between the two
+    assert all(" epoch   1  loss" in "".join(text) for text in logs)  # and both did some of the work
+    assert not list((out / "runs").glob("*.lock"))
+    report = json.loads((out / "report.json").read_text())
+    assert {name: len(row["per_seed"]) for name, row in report["table1"].items()} == dict.fromkeys(["fossil", "gru4rec", "hgn", "sasrec", "diffrec"], 2)
