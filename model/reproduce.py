@@ -105,7 +105,10 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     if done:
         log.info("reproduce: %d of %d runs already in %s, %d to train", len(done), len(unique), cache, len(unique) - len(done))
     elsewhere: list[Run] = []
-    bar = tqdm([r for key, r in unique.items() if key not in done], desc="reproduce", unit="run")
+    # seed-major order: every configuration's first seed before any second seed, so that a reproduction
+    # stopped early still has each row, with fewer seeds (the tables say how many)
+    todo = sorted((r for key, r in unique.items() if key not in done), key=lambda r: r.seed)
+    bar = tqdm(todo, desc="reproduce", unit="run")
     for r in bar:
         path = paths[r.key]
         kept = _load_run(path)  # finished by another invocation since we started
