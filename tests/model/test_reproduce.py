@@ -118,7 +118,39 @@ def test_two_invocations_on_one_dir_share_the_runs(ml100k_file, isolated_home, t
     assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in logs]
     trained = [line for text in logs for line in "".join(text).replace("\r", "\n").splitlines() if " epoch   1  loss" in line]
     assert len(trained) == 5 * 2, trained  # every (model, seed) trained exactly once between the two
-    assert all(" epoch   1  loss" in "".join(text) for text in logs)  # and both did some of the work
     assert not list((out / "runs").glob("*.lock"))
     report = json.loads((out / "report.json").read_text())
     assert {name: len(row["per_seed"]) for name, row in report["table1"].items()} == dict.fromkeys(["fossil", "gru4rec", "hgn", "sasrec", "diffrec"], 2)
+
+
+@pytest.mark.slow
+def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_dies(ml100k_file, isolated_home, tmp_path):
+    import socket
+
+    from model.cli import load_dataset, train_config
+    from model.reproduce import ReproduceSpec, Run, run_id
+
+    out = tmp_path / "locked"
+    cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "reproduce", "--input", str(ml100k_file), "--users", "40",
+           "--seeds", "2", "--epochs", "1", "--parts", "table1", "--models", "fossil,sasrec", "--out", str(out)]
+    data = load_dataset([ml100k_file], "auto", 5, 40, 0, "loo")
+    spec = ReproduceSpec(seeds=[0, 1], train=train_config(1, 10, None, 128, "auto", 0, None))
+    lock = out / "runs" / f"{run_id(Run('sasrec', {}, 1), data, spec)}.lock"
+    lock.parent.mkdir(parents=True)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        lock.write_text(f"{owner.pid} {socket.gethostname()}")
+        first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "1 runs are still being trained by other invocations (sasrec seed 1)" in first.stderr
+        report = json.loads((out / "report.json").read_text())
+        assert [r["seed"] for r in report["table1"]["sasrec"]["per_seed"]] == [0]
+        assert lock.exists()  # not ours to remove
+    finally:
+        owner.kill()
+        owner.wait()
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "3 of 4 runs already in" in second.stderr and "sasrec epoch   1  loss" in second.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(r["seed"] for r in report["table1"]["sasrec"]["per_seed"]) == [0, 1] and not lock.exists()
