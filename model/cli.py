@@ -191,6 +191,7 @@ def reproduce(
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
     item_key: str = typer.Option("parent_asin"),
     out: Path = typer.Option(..., help="output directory: report.md, report.json, ablation.png, embedding_size.png"),
+    no_train: bool = typer.Option(False, "--no-train", help="train nothing: write the report from the runs already in DIR/runs"),
 ) -> None:
     """Reproduce the paper's Table 1, ablation (Fig. 3) and embedding-size study (Fig. 2) on your data."""
     from model.reproduce import ReproduceSpec, reproduce as run_reproduce
@@ -209,5 +210,5 @@ def reproduce(
         k_values=[int(k) for k in k_values.split(",") if k.strip()],
         sampled_negatives=sampled_negatives,
     )
-    run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input))
+    run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input), train=not no_train)
     typer.echo((out / "report.md").read_text())

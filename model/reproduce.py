@@ -85,7 +85,9 @@ def plan(spec: ReproduceSpec) -> dict[str, list[tuple[str, Run]]]:
     return parts
 
 
-def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_name: str = "") -> dict:
+def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_name: str = "", train: bool = True) -> dict:
+    """Train what ``DIR/runs`` does not hold yet (unless ``train`` is False: report from what is there) and
+    write the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = plan(spec)
@@ -108,6 +110,9 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     # seed-major order: every configuration's first seed before any second seed, so that a reproduction
     # stopped early still has each row, with fewer seeds (the tables say how many)
     todo = sorted((r for key, r in unique.items() if key not in done), key=lambda r: r.seed)
+    if not train and todo:
+        log.info("reproduce: reporting without %d runs not in %s (%s)", len(todo), cache, ", ".join(f"{r.model} {r.overrides or ''} seed {r.seed}" for r in todo))
+        todo = []
     bar = tqdm(todo, desc="reproduce", unit="run")
     for r in bar:
         path = paths[r.key]

@@ -89,6 +89,12 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert resumed["table1"]["difflsrec"]["per_seed"] == report["table1"]["difflsrec"]["per_seed"]
     assert resumed["claims"] == report["claims"]
 
+    # --no-train reports what is there: a third seed asked for is listed as missing, not trained
+    partial = subprocess.run([*cmd, "--seeds", "3", "--no-train"], capture_output=True, text=True, timeout=600)
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    assert "reporting without 12 runs" in partial.stderr and " epoch   1  loss" not in partial.stdout
+    assert len(json.loads((out / "report.json").read_text())["table1"]["sasrec"]["per_seed"]) == 2
+
 
 def test_run_locks_are_taken_once_and_taken_over_from_dead_processes(tmp_path):
     import socket
