@@ -116,14 +116,14 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     bar = tqdm(todo, desc="reproduce", unit="run")
     for r in bar:
         path = paths[r.key]
-        kept = _load_run(path)  # finished by another invocation since we started
-        if kept is not None:
-            done[r.key] = kept
-            continue
         if not _claim(path):  # another invocation on this DIR is training it
             elsewhere.append(r)
             continue
         try:
+            kept = _load_run(path)  # finished by another invocation since we started
+            if kept is not None:
+                done[r.key] = kept
+                continue
             bar.set_description(f"reproduce: {r.model} {r.overrides or ''} seed {r.seed}")
             cfg = dataclasses.replace(spec.train, seed=r.seed)
             done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives)
