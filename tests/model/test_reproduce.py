@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from model.reproduce import ABLATION, ReproduceSpec, claims, improvement, plan
@@ -75,6 +76,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
         assert len(row["per_seed"]) == 2
     assert set(report["improvement"]["full"]) == {"HR@10", "NDCG@10", "MRR@10", "Precision@10"}
     assert "token_helps" in report["claims"]
+    assert report["significance"]["seeds"] == [0, 1] and 0 <= report["significance"]["t_pvalue"] <= 1
     md = (out / "report.md").read_text()
     assert "Table 1 — full protocol" in md and "Improvement" in md
     for png in ("ablation.png", "embedding_size.png"):
@@ -160,3 +162,17 @@ def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_die
     assert "3 of 4 runs already in" in second.stderr and "sasrec epoch   1  loss" in second.stdout
     report = json.loads((out / "report.json").read_text())
     assert sorted(r["seed"] for r in report["table1"]["sasrec"]["per_seed"]) == [0, 1] and not lock.exists()
+
+
+def test_seed_averaged_pairs_users_across_seeds_whatever_their_order():
+    from model.evaluation import EvalResult
+    from model.reproduce import seed_averaged
+
+    a = EvalResult(users=np.array([3, 1, 2]), ranks=np.array([0, 4, 20]), per_example={"NDCG@10": np.array([1.0, 0.4, 0.0])})
+    b = EvalResult(users=np.array([1, 2, 3]), ranks=np.array([2, 0, 1]), per_example={"NDCG@10": np.array([0.5, 1.0, 0.6])})
+    avg = seed_averaged([a, b])
+    assert avg.users.tolist() == [1, 2, 3]
+    assert avg.per_example["NDCG@10"] == pytest.approx([0.45, 0.5, 0.8])
+    assert avg.ranks.tolist() == [3.0, 10.0, 0.5]
+    with pytest.raises(ValueError):
+        seed_averaged([a, EvalResult(users=np.array([1, 2, 4]), ranks=np.zeros(3), per_example={"NDCG@10": np.zeros(3)})])
