@@ -278,11 +278,15 @@ def build_report(parts, done, data: PreparedDataset, spec: ReproduceSpec, datase
         baselines = [n for n in t1 if n != "difflsrec"]
         if "difflsrec" in t1 and baselines:
             best = max(baselines, key=lambda n: t1[n]["NDCG@10"])
-            ours, theirs = t1["difflsrec"]["_runs"], t1[best]["_runs"]
-            seeds = sorted({r.seed for r in ours} & {r.seed for r in theirs})
-            a = seed_averaged([r.test for r in ours if r.seed in seeds])
-            b = seed_averaged([r.test for r in theirs if r.seed in seeds])
-            report["significance"] = {"vs": best, "metric": "NDCG@10", "seeds": seeds, **paired_test(a, b, "NDCG@10")}
+            tests = {}
+            for name in baselines:
+                ours, theirs = t1["difflsrec"]["_runs"], t1[name]["_runs"]
+                seeds = sorted({r.seed for r in ours} & {r.seed for r in theirs})
+                a = seed_averaged([r.test for r in ours if r.seed in seeds])
+                b = seed_averaged([r.test for r in theirs if r.seed in seeds])
+                tests[name] = {"metric": "NDCG@10", "seeds": seeds, **paired_test(a, b, "NDCG@10")}
+            report["paired_tests"] = tests
+            report["significance"] = {"vs": best, **tests[best]}
     if "ablation" in tables:
         report["ablation"] = {n: _public(r) for n, r in tables["ablation"].items()}
         report["claims"] = claims(tables["ablation"])
@@ -354,6 +358,9 @@ def to_markdown(report: dict) -> str:
             s = report["significance"]
             lines += [f"Paired test over test users, DiffLSRec vs {s['vs']} ({s['metric']}, full ranking, each user's value averaged over seeds {s['seeds']}): "
                       f"mean difference {s['mean_diff']:+.4f}, t-test p = {s['t_pvalue']:.3g}, Wilcoxon p = {s['wilcoxon_pvalue']:.3g}.", ""]
+            lines += ["| DiffLSRec vs | mean difference | t-test p | Wilcoxon p | seeds |", "|---|---|---|---|---|"]
+            lines += [f"| {n} | {t['mean_diff']:+.4f} | {t['t_pvalue']:.3g} | {t['wilcoxon_pvalue']:.3g} | {len(t['seeds'])} |" for n, t in report.get("paired_tests", {}).items()]
+            lines.append("")
     if "ablation" in report:
         lines += ["## Ablation (Fig. 3), full ranking", ""] + _table(report["ablation"], "full") + [""]
         c = report.get("claims")
