@@ -278,21 +278,33 @@ def build_report(parts, done, data: PreparedDataset, spec: ReproduceSpec, datase
         baselines = [n for n in t1 if n != "difflsrec"]
         if "difflsrec" in t1 and baselines:
             best = max(baselines, key=lambda n: t1[n]["NDCG@10"])
-            tests = {}
-            for name in baselines:
-                ours, theirs = t1["difflsrec"]["_runs"], t1[name]["_runs"]
-                seeds = sorted({r.seed for r in ours} & {r.seed for r in theirs})
-                a = seed_averaged([r.test for r in ours if r.seed in seeds])
-                b = seed_averaged([r.test for r in theirs if r.seed in seeds])
-                tests[name] = {"metric": "NDCG@10", "seeds": seeds, **paired_test(a, b, "NDCG@10")}
+            tests = paired_tests(t1, "difflsrec")
             report["paired_tests"] = tests
             report["significance"] = {"vs": best, **tests[best]}
     if "ablation" in tables:
         report["ablation"] = {n: _public(r) for n, r in tables["ablation"].items()}
         report["claims"] = claims(tables["ablation"])
+        if "DiffLSRec" in tables["ablation"]:
+            report["ablation_tests"] = paired_tests(tables["ablation"], "DiffLSRec")
     if "k" in tables:
         report["embedding_size"] = {n: _public(r) for n, r in tables["k"].items()}
     return report
+
+
+def paired_tests(rows: dict[str, dict], ours: str, metric: str = "NDCG@10") -> dict[str, dict]:
+    """``ours`` against every other row: paired tests over test users on the seeds both have, each user's
+    value averaged over those seeds."""
+    out = {}
+    for name, row in rows.items():
+        if name == ours:
+            continue
+        seeds = sorted({r.seed for r in rows[ours]["_runs"]} & {r.seed for r in row["_runs"]})
+        if not seeds:
+            continue
+        a = seed_averaged([r.test for r in rows[ours]["_runs"] if r.seed in seeds])
+        b = seed_averaged([r.test for r in row["_runs"] if r.seed in seeds])
+        out[name] = {"metric": metric, "seeds": seeds, **paired_test(a, b, metric)}
+    return out
 
 
 def seed_averaged(results: list[EvalResult]) -> EvalResult:
@@ -358,9 +370,7 @@ def to_markdown(report: dict) -> str:
             s = report["significance"]
             lines += [f"Paired test over test users, DiffLSRec vs {s['vs']} ({s['metric']}, full ranking, each user's value averaged over seeds {s['seeds']}): "
                       f"mean difference {s['mean_diff']:+.4f}, t-test p = {s['t_pvalue']:.3g}, Wilcoxon p = {s['wilcoxon_pvalue']:.3g}.", ""]
-            lines += ["| DiffLSRec vs | mean difference | t-test p | Wilcoxon p | seeds |", "|---|---|---|---|---|"]
-            lines += [f"| {n} | {t['mean_diff']:+.4f} | {t['t_pvalue']:.3g} | {t['wilcoxon_pvalue']:.3g} | {len(t['seeds'])} |" for n, t in report.get("paired_tests", {}).items()]
-            lines.append("")
+            lines += _tests_table(report.get("paired_tests", {}))
     if "ablation" in report:
         lines += ["## Ablation (Fig. 3), full ranking", ""] + _table(report["ablation"], "full") + [""]
         c = report.get("claims")
@@ -368,14 +378,23 @@ def to_markdown(report: dict) -> str:
             lines += [
                 f"Claims on {c['metric']}: token enhancement helps: **{c['token_helps']}**; SNR-adaptive guidance helps: **{c['snr_helps']}**; "
                 f"removing both hurts most: **{c['removing_both_hurts_most']}**; diffusion beats gate fusion: **{c['diffusion_beats_gate']}**; "
-                f"full model best: **{c['full_model_best']}**.",
+                f"full model best: **{c['full_model_best']}** (directions of the means; the paired tests below say whether a difference is beyond noise).",
                 "",
+                *_tests_table(report.get("ablation_tests", {})),
                 "![ablation](ablation.png)",
                 "",
             ]
     if "embedding_size" in report:
         lines += ["## Embedding size K (Fig. 2), full ranking", ""] + _table(report["embedding_size"], "full") + ["", "![embedding size](embedding_size.png)", ""]
     return "\n".join(lines)
+
+
+def _tests_table(tests: dict[str, dict]) -> list[str]:
+    if not tests:
+        return []
+    lines = ["| DiffLSRec vs | mean difference (NDCG@10, per user) | t-test p | Wilcoxon p | seeds |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {t['mean_diff']:+.4f} | {t['t_pvalue']:.3g} | {t['wilcoxon_pvalue']:.3g} | {len(t['seeds'])} |" for n, t in tests.items()]
+    return lines + [""]
 
 
 def _bar_plot(rows: dict, title: str, path: Path) -> None:

@@ -79,6 +79,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert report["significance"]["seeds"] == [0, 1] and 0 <= report["significance"]["t_pvalue"] <= 1
     assert set(report["paired_tests"]) == {"fossil", "marank", "gru4rec", "hgn", "sasrec", "diffrec"}
     assert report["paired_tests"][report["significance"]["vs"]]["mean_diff"] == report["significance"]["mean_diff"]
+    assert set(report["ablation_tests"]) == set(ABLATION) - {"DiffLSRec"}
     md = (out / "report.md").read_text()
     assert "Table 1 — full protocol" in md and "Improvement" in md
     for png in ("ablation.png", "embedding_size.png"):
