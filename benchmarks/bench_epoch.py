@@ -44,7 +44,7 @@ def main() -> None:
         model = build(name, data.sequences.n_items, stats)
         model.fit_statistics(data, features)
         opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
-        budget = max(256, min(cfg.token_budget, cfg.logit_budget // model.n_items))
+        budget = cfg.batch_token_budget(model.n_items)
         batches = TrainBatches(data, features, cfg.batch_size, model.max_len, budget)
         done, elapsed = 0, 0.0
         for i, batch in enumerate(batches):

@@ -55,7 +55,7 @@ def main() -> None:
     model.fit_statistics(data, features)
     model.train()
     cfg = TrainConfig()
-    budget = max(256, min(cfg.token_budget, cfg.logit_budget // model.n_items))
+    budget = cfg.batch_token_budget(model.n_items)
     n = model.config.short_len
 
     def long_term(batch):

@@ -54,6 +54,10 @@ class Run:
     seed: int
 
     @property
+    def label(self) -> str:
+        return f"{self.model} {self.overrides or ''} seed {self.seed}".replace("  ", " ")
+
+    @property
     def key(self) -> str:
         return f"{self.model}|{json.dumps(self.overrides, sort_keys=True)}|{self.seed}"
 
@@ -111,7 +115,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     # stopped early still has each row, with fewer seeds (the tables say how many)
     todo = sorted((r for key, r in unique.items() if key not in done), key=lambda r: r.seed)
     if not train and todo:
-        log.info("reproduce: reporting without %d runs not in %s (%s)", len(todo), cache, ", ".join(f"{r.model} {r.overrides or ''} seed {r.seed}" for r in todo))
+        log.info("reproduce: reporting without %d runs not in %s (%s)", len(todo), cache, ", ".join(r.label for r in todo))
         todo = []
     bar = tqdm(todo, desc="reproduce", unit="run")
     for r in bar:
@@ -124,7 +128,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
             if kept is not None:
                 done[r.key] = kept
                 continue
-            bar.set_description(f"reproduce: {r.model} {r.overrides or ''} seed {r.seed}")
+            bar.set_description(f"reproduce: {r.label}")
             cfg = dataclasses.replace(spec.train, seed=r.seed)
             done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives)
             _save_run(done[r.key], path)
@@ -137,7 +141,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     missing = [r for r in elsewhere if r.key not in done]
     if missing:
         log.info("reproduce: %d runs are still being trained by other invocations (%s); the last one to finish writes the full report",
-                 len(missing), ", ".join(f"{r.model} seed {r.seed}" for r in missing))
+                 len(missing), ", ".join(r.label for r in missing))
     report = build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
     write_report(report, out)
     return report

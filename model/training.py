@@ -41,6 +41,11 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock cap on training (stops after the epoch that crosses it)
     progress: bool = True
 
+    def batch_token_budget(self, n_items: int) -> int:
+        """Max B * L of a training batch for a catalogue of ``n_items``: ``token_budget``, lowered so that one
+        batch's catalogue logits stay under ``logit_budget``."""
+        return max(256, min(self.token_budget, self.logit_budget // max(1, n_items)))
+
 
 @dataclass
 class TrainResult:
@@ -78,8 +83,7 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
 
     lr = cfg.lr if cfg.lr is not None else model.default_lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    token_budget = max(256, min(cfg.token_budget, cfg.logit_budget // max(1, model.n_items)))
-    batches = TrainBatches(data, features, cfg.batch_size, model.max_len, token_budget, seed=cfg.seed)
+    batches = TrainBatches(data, features, cfg.batch_size, model.max_len, cfg.batch_token_budget(model.n_items), seed=cfg.seed)
     best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
     history, epoch_seconds, stale = [], [], 0
 
