@@ -274,6 +274,19 @@ def app_options(s: WorkerSettings, partitions: int) -> dict:
     )
 
 
+def use_event_loop(name: str) -> str:
+    """Make ``name`` ("uvloop" or "asyncio") the event loop policy of this process; the loop in use.
+    Call it before the Faust app is created, as ``faust -L uvloop`` does at import."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            log.warning("uvloop is not installed: the worker runs on asyncio's own event loop")
+            return "asyncio"
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return name
+
+
 def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info") -> None:
     """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
     ``profile``: write a cProfile of the whole run to this path."""
@@ -285,6 +298,12 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info") -> No
     gc.collect()
     gc.freeze()
     worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+
+    @app.task
+    async def report_event_loop() -> None:  # once Faust has set up logging
+        loop = asyncio.get_running_loop()
+        log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
+
     if profile is None:
         worker.execute_from_commandline()  # ends with SystemExit; the return says so to the reader
         return

@@ -19,7 +19,6 @@ import logging
 import resource
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -28,13 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.process import PASSTHROUGH, WORKER, WorkerProcess, settings_env
-from stream.producer import EventProducer, TopicReader
+from stream.process import PASSTHROUGH, WORKER, WorkerProcess, cpu_seconds, settings_env
+from stream.loadgen import HarnessLoop, OutputCollector, PacedProducer
+from stream.producer import EventProducer
 
 log = logging.getLogger(__name__)
-
-EVENT_ID_MARK = b'"event_id":"b'
-
 
 @dataclass
 class BenchConfig:
@@ -51,6 +48,12 @@ class BenchConfig:
     partitions: int = 4
     repeat: int = 1  # 'max' runs per mode, alternating modes (a shared machine's load drifts)
     profile_dir: Path | None = None  # cProfile each measured process into this dir
+    modes: tuple[str, ...] = ("passthrough", "worker")
+    # seconds of produce-and-read traffic through the broker before anything is measured: a fresh JVM
+    # interprets Kafka's request paths until its JIT has compiled them (broker CPU per event fell from
+    # ~700 to ~300 us once warm), which made whichever mode ran first pay for the warm-up
+    broker_warmup: float = 15.0
+    trace_dir: Path | None = None  # per-event times of each paced phase (<mode>-<load>.npz)
 
 
 @dataclass
@@ -65,7 +68,13 @@ class PhaseResult:
     p99_ms: float | None = None
     cpu_us_per_event: float | None = None  # CPU time of the measured process (all its threads) per event
     mean_batch: float | None = None  # valid events per micro-batch (worker only)
+    # the rest of the machine during a paced phase: the local broker, and this process (load generator and
+    # output reader), CPU per event
+    broker_cpu_us_per_event: float | None = None
+    bench_cpu_us_per_event: float | None = None
     stages_us_per_event: dict[str, float] = field(default_factory=dict)
+    # where the latency goes: p50/p99 (ms) of each hop, see :func:`latency_segments`
+    segments_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def replay_events(ratings: Path | None, limit: int | None = None) -> list[tuple[bytes, bytes]]:
@@ -83,45 +92,6 @@ def replay_events(ratings: Path | None, limit: int | None = None) -> list[tuple[
         body = {"user_id": user, "item_id": str(seq.item_ids[seq.items[j]]), "timestamp": int(seq.times[j]), "event_id": f"b{n}"}
         out.append((user.encode(), json.dumps(body, separators=(",", ":")).encode()))
     return out
-
-
-def event_number(value: bytes) -> int | None:
-    """``n`` of the ``"event_id":"b<n>"`` in an input event or a recommendation (both carry it)."""
-    at = value.find(EVENT_ID_MARK)
-    if at < 0:
-        return None
-    start = at + len(EVENT_ID_MARK)
-    return int(value[start : value.index(b'"', start)])
-
-
-class OutputCollector(threading.Thread):
-    """Reads the output topic in the background: receive time of each event number's first output (and,
-    with ``versions``, the model version that served it)."""
-
-    def __init__(self, bootstrap: str, topic: str, versions: bool = False):
-        super().__init__(daemon=True)
-        self.reader = TopicReader(bootstrap, topic)
-        self.received: dict[int, float] = {}
-        self.versions: dict[int, str] | None = {} if versions else None
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            for record, received_at in self.reader.poll(0.2):
-                n = event_number(record.value)
-                if n is not None and n not in self.received:
-                    self.received[n] = received_at
-                    if self.versions is not None:
-                        self.versions[n] = json.loads(record.value)["model_version"]
-        self.reader.close()
-
-    def wait_for(self, numbers: range, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(n in self.received for n in numbers):
-                return True
-            time.sleep(0.2)
-        return False
 
 
 @contextmanager
@@ -177,17 +147,17 @@ def run_max(cfg: BenchConfig, mode: str, events, bootstrap: str, workdir: Path) 
     with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=20, batch_size=256 * 1024, acks=1) as producer:
         for key, value in batch:
             producer.send_raw(key, value)
-    collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"])
-    collector.start()
-    process = _start(cfg, mode, env, workdir)
-    cpu0 = process.cpu_seconds()
-    try:
-        done = collector.wait_for(range(len(batch)), timeout=600)
-        cpu = process.cpu_seconds() - cpu0
-        stages, mean_batch = _profile({}, process.metrics(), len(batch))
-    finally:
-        process.stop()
-        collector.stopping.set()
+    with HarnessLoop() as loop:
+        collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop)
+        process = _start(cfg, mode, env, workdir)
+        cpu0 = process.cpu_seconds()
+        try:
+            done = collector.wait_for(range(len(batch)), timeout=600)
+            cpu = process.cpu_seconds() - cpu0
+            stages, mean_batch = _profile({}, process.metrics(), len(batch))
+        finally:
+            process.stop()
+            collector.close()
     times = sorted(collector.received.values())
     seconds = times[-1] - times[0] if len(times) > 1 else float("nan")
     if not done:
@@ -195,60 +165,109 @@ def run_max(cfg: BenchConfig, mode: str, events, bootstrap: str, workdir: Path) 
     return PhaseResult(mode, "max", len(batch), len(collector.received), seconds, len(times) / seconds, cpu_us_per_event=1e6 * cpu / len(batch), mean_batch=mean_batch, stages_us_per_event=stages)
 
 
-def _pace(producer: EventProducer, events, phase: range, rate: float, sent_at: dict[int, float]) -> float:
-    """Send ``events[phase]`` at ``rate`` per second (event n is due at start + (n - first) / rate)."""
-    started = time.time()
-    for n in phase:
-        delay = started + (n - phase.start) / rate - time.time()
-        if delay > 0:
-            time.sleep(delay)
-        key, value = events[n]
-        sent_at[n] = time.time()
-        producer.send_raw(key, value)
-    producer.flush()
-    return started
+def latency_segments(collector: OutputCollector, sent_at: dict[int, float], numbers: list[int]) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) of each hop of the answered ``numbers``: ``to_emit`` = send -> the worker's emit_time
+    (producer, broker, fetch, batching wait, state, model); ``to_produce`` = emit_time (or send, for the
+    pass-through) -> the output record's timestamp (Faust's producer buffer up to aiokafka's send call);
+    ``to_receive`` = that -> this process's poll returning it (producer linger, broker, our consumer)."""
+    hops: dict[str, list[float]] = {"to_emit": [], "to_produce": [], "to_receive": [], "total": []}
+    for n in numbers:
+        sent, produced, received = sent_at[n], collector.produced[n], collector.received[n]
+        emitted = collector.emitted.get(n)
+        if emitted is not None:
+            hops["to_emit"].append(emitted - sent)
+        hops["to_produce"].append(produced - (sent if emitted is None else emitted))
+        hops["to_receive"].append(received - produced)
+        hops["total"].append(received - sent)
+    return {
+        hop: {"p50": float(np.percentile(v, 50)) * 1000, "p99": float(np.percentile(v, 99)) * 1000, "max": float(np.max(v)) * 1000}
+        for hop, v in hops.items()
+        if v
+    }
 
 
-def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: str, workdir: Path) -> list[PhaseResult]:
+def _save_trace(path: Path, collector: OutputCollector, sent_at: dict[int, float], numbers: list[int]) -> None:
+    """Each answered event's send, emit (NaN for the pass-through), output-record and receive times."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path, number=np.array(numbers), sent=np.array([sent_at[n] for n in numbers]), emitted=np.array([collector.emitted.get(n, np.nan) for n in numbers]),
+        produced=np.array([collector.produced[n] for n in numbers]), received=np.array([collector.received[n] for n in numbers]),
+    )
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: str, workdir: Path, broker_pid: int | None = None) -> list[PhaseResult]:
     env = _run_settings(cfg, bootstrap, workdir, f"{mode}-paced")
-    collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"])
-    collector.start()
+    loop = HarnessLoop()
+    collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop)
+    producer = PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1)
     process = _start(cfg, mode, env, workdir)
     results = []
     sent_at: dict[int, float] = {}
     try:
-        with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=1, acks=1) as producer:
-            # warm-up, not measured: the first seconds of a fresh process (connections, metadata of every
-            # partition, first table writes) are not its steady state
-            warmup = range(0, int(rates[0] * cfg.warmup))
-            _pace(producer, events, warmup, rates[0], sent_at)
-            collector.wait_for(warmup, timeout=60)
-            cursor = warmup.stop
-            for rate in rates:
-                count = int(rate * cfg.seconds)
-                phase = range(cursor, cursor + count)
-                before, cpu0 = process.metrics(), process.cpu_seconds()
-                started = _pace(producer, events, phase, rate, sent_at)
-                complete = collector.wait_for(phase, timeout=60)
-                cpu = process.cpu_seconds() - cpu0
-                answered = [n for n in phase if n in collector.received]
-                latencies = np.array([collector.received[n] - sent_at[n] for n in answered]) * 1000
-                last = max((collector.received[n] for n in answered), default=started)
-                stages, mean_batch = _profile(before, process.metrics(), count)
-                results.append(
-                    PhaseResult(
-                        mode, str(rate), count, len(answered), last - started, len(answered) / (last - started),
-                        float(np.percentile(latencies, 50)) if len(latencies) else None, float(np.percentile(latencies, 99)) if len(latencies) else None,
-                        1e6 * cpu / count, mean_batch, stages,
-                    )
+        # warm-up, not measured: the first seconds of a fresh process (connections, metadata of every
+        # partition, first table writes) are not its steady state
+        warmup = range(0, int(rates[0] * cfg.warmup))
+        producer.pace(events, warmup, rates[0], sent_at)
+        collector.wait_for(warmup, timeout=60)
+        cursor = warmup.stop
+        for rate in rates:
+            count = int(rate * cfg.seconds)
+            phase = range(cursor, cursor + count)
+            before, cpu0, own0 = process.metrics(), process.cpu_seconds(), _own_cpu_seconds()
+            broker0 = cpu_seconds(broker_pid) if broker_pid else None
+            started = producer.pace(events, phase, rate, sent_at)
+            complete = collector.wait_for(phase, timeout=60)
+            cpu, own = process.cpu_seconds() - cpu0, _own_cpu_seconds() - own0
+            broker_cpu = cpu_seconds(broker_pid) - broker0 if broker_pid else None
+            answered = [n for n in phase if n in collector.received]
+            latencies = np.array([collector.received[n] - sent_at[n] for n in answered]) * 1000
+            last = max((collector.received[n] for n in answered), default=started)
+            stages, mean_batch = _profile(before, process.metrics(), count)
+            if cfg.trace_dir is not None:
+                _save_trace(cfg.trace_dir / f"{mode}-{rate}.npz", collector, sent_at, answered)
+            results.append(
+                PhaseResult(
+                    mode, str(rate), count, len(answered), last - started, len(answered) / (last - started),
+                    float(np.percentile(latencies, 50)) if len(latencies) else None, float(np.percentile(latencies, 99)) if len(latencies) else None,
+                    1e6 * cpu / count, mean_batch, stages_us_per_event=stages, segments_ms=latency_segments(collector, sent_at, answered),
+                    broker_cpu_us_per_event=1e6 * broker_cpu / count if broker_cpu is not None else None, bench_cpu_us_per_event=1e6 * own / count,
                 )
-                if not complete:
-                    log.warning("%s at %d/s: %d of %d events answered within 60 s of the phase", mode, rate, len(answered), count)
-                cursor += count
+            )
+            if not complete:
+                log.warning("%s at %d/s: %d of %d events answered within 60 s of the phase", mode, rate, len(answered), count)
+            cursor += count
     finally:
         process.stop()
-        collector.stopping.set()
+        producer.close()
+        collector.close()
+        loop.close()
     return results
+
+
+def warm_broker(bootstrap: str, events, seconds: float, partitions: int, rate: float = 2000.0) -> None:
+    """Send events through a throwaway topic at ``rate`` for ``seconds`` and read them back."""
+    from kafka import KafkaAdminClient
+
+    topic = f"bench-warmup-{uuid.uuid4().hex[:6]}"
+    with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="difflsrec-bench-admin") as admin:
+        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}}, wait_for_metadata=True)
+    count = min(len(events), int(rate * seconds))
+    started = time.monotonic()
+    with HarnessLoop() as loop:
+        reader = OutputCollector(bootstrap, topic, loop)
+        producer = PacedProducer(bootstrap, topic, loop)
+        try:
+            producer.pace(events, range(count), rate, {})
+            reader.wait_for(range(count), timeout=60)
+        finally:
+            producer.close()
+            reader.close()
+    log.info("broker warmed up: %d events through %s in %.1f s", count, topic, time.monotonic() - started)
 
 
 def run_bench(cfg: BenchConfig, out: Path | None = None) -> list[PhaseResult]:
@@ -259,12 +278,14 @@ def run_bench(cfg: BenchConfig, out: Path | None = None) -> list[PhaseResult]:
     workdir = Path(tempfile.mkdtemp(prefix="difflsrec-bench-"))
     try:
         with _broker(cfg.bootstrap) as (bootstrap, broker):
+            if cfg.broker_warmup > 0:
+                warm_broker(bootstrap, events, cfg.broker_warmup, cfg.partitions)
             for _ in range(cfg.repeat if "max" in cfg.loads else 0):
-                for mode in ("passthrough", "worker"):
+                for mode in cfg.modes:
                     results.append(run_max(cfg, mode, events, bootstrap, workdir))
                     _print(results[-1])
-            for mode in ("passthrough", "worker") if rates else ():
-                for result in run_paced(cfg, mode, rates, events, bootstrap, workdir):
+            for mode in cfg.modes if rates else ():
+                for result in run_paced(cfg, mode, rates, events, bootstrap, workdir, broker.pid() if broker is not None else None):
                     results.append(result)
                     _print(result)
     finally:
@@ -282,6 +303,11 @@ def _print(r: PhaseResult) -> None:
     print(f"{r.mode:11s} load {r.load:>5s}: {r.events_per_s:7.0f} events/s ({r.answered}/{r.events} answered){latency}, process CPU {r.cpu_us_per_event:.0f} us/event", flush=True)
     if r.stages_us_per_event:
         print(f"            mean batch {r.mean_batch:.0f}; stages (us/event): " + ", ".join(f"{k} {v:.0f}" for k, v in r.stages_us_per_event.items()), flush=True)
+    if r.bench_cpu_us_per_event is not None:
+        broker = f"broker {r.broker_cpu_us_per_event:.0f}, " if r.broker_cpu_us_per_event is not None else ""
+        print(f"            rest of the machine, CPU per event: {broker}load generator + reader {r.bench_cpu_us_per_event:.0f} us", flush=True)
+    if r.segments_ms:
+        print("            latency p50/p99/max (ms): " + ", ".join(f"{k} {v['p50']:.1f}/{v['p99']:.1f}/{v['max']:.0f}" for k, v in r.segments_ms.items()), flush=True)
 
 
 def _summary(results: list[PhaseResult]) -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.bench import BenchConfig, OutputCollector, _broker, _pace, _run_settings, _start, replay_events
-from stream.producer import EventProducer
+from stream.bench import BenchConfig, _broker, _run_settings, _start, replay_events
+from stream.loadgen import HarnessLoop, OutputCollector, PacedProducer
 
 log = logging.getLogger(__name__)
 
@@ -84,25 +84,27 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
             bench = BenchConfig(artifact=registry.root, batch_max=cfg.batch_max, batch_within=cfg.batch_within, partitions=cfg.partitions)
             env = _run_settings(bench, bootstrap, workdir, "swap")
             env["DIFFLSREC_MODEL_POLL_INTERVAL"] = str(cfg.poll_interval)
-            collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], versions=True)
-            collector.start()
+            loop = HarnessLoop()
+            collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop, versions=True)
+            producer = PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1)
             process = _start(bench, "worker", env, workdir)
             sent_at: dict[int, float] = {}
             try:
-                with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=1, acks=1) as producer:
-                    warmup = range(0, warm_n)
-                    _pace(producer, events, warmup, cfg.rate, sent_at)
-                    collector.wait_for(warmup, timeout=60)
-                    phase = range(warm_n, warm_n + measured_n)
-                    timer = threading.Timer(cfg.seconds / 2, lambda: published.setdefault("swap-b", _publish_copy(registry, source, "swap-b")))
-                    timer.start()
-                    _pace(producer, events, phase, cfg.rate, sent_at)
-                    timer.join()
-                    complete = collector.wait_for(phase, timeout=120)
+                warmup = range(0, warm_n)
+                producer.pace(events, warmup, cfg.rate, sent_at)
+                collector.wait_for(warmup, timeout=60)
+                phase = range(warm_n, warm_n + measured_n)
+                timer = threading.Timer(cfg.seconds / 2, lambda: published.setdefault("swap-b", _publish_copy(registry, source, "swap-b")))
+                timer.start()
+                producer.pace(events, phase, cfg.rate, sent_at)
+                timer.join()
+                complete = collector.wait_for(phase, timeout=120)
                 metrics = process.metrics()
             finally:
                 process.stop()
-                collector.stopping.set()
+                producer.close()
+                collector.close()
+                loop.close()
             worker_log = process.log_path.read_text(errors="replace")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

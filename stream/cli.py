@@ -47,9 +47,10 @@ def worker(
 
 def run_worker(settings, loglevel: str = "info") -> None:
     """Create the topics, load the model, and run the Faust worker until SIGTERM/SIGINT."""
-    from stream.app import StreamWorker, load_bundle, run_faust_worker
+    from stream.app import StreamWorker, load_bundle, run_faust_worker, use_event_loop
     from stream.topics import ensure_topics
 
+    use_event_loop(settings.event_loop)
     partitions = ensure_topics(settings)
     stream_worker = StreamWorker(settings, load_bundle(settings), partitions)
     run_faust_worker(stream_worker.app, settings.profile, loglevel)
@@ -69,6 +70,9 @@ def bench_stream(
     partitions: Annotated[int, typer.Option(help="partitions of the benchmark topics")] = 4,
     repeat: Annotated[int, typer.Option(help="'max' runs per mode, alternating (the machine's load drifts)")] = 3,
     profile_dir: Annotated[Optional[Path], typer.Option(help="cProfile each measured process into this directory (slower)")] = None,
+    broker_warmup: Annotated[float, typer.Option(help="seconds of traffic through the broker before measuring (a fresh JVM is slow until its JIT has run)")] = 15.0,
+    modes: Annotated[str, typer.Option(help="what to measure, comma-separated: passthrough, worker")] = "passthrough,worker",
+    trace_dir: Annotated[Optional[Path], typer.Option(help="save each paced phase's per-event times here (<mode>-<load>.npz)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None,
 ) -> None:
     """Throughput and latency of one worker vs a pass-through Faust agent on the same broker."""
@@ -77,8 +81,17 @@ def bench_stream(
     cfg = BenchConfig(
         artifact=artifact, ratings=ratings, loads=[x.strip() for x in loads.split(",") if x.strip()], seconds=seconds, backlog=backlog,
         batch_max=batch_max, batch_within=batch_within, inference_steps=inference_steps, bootstrap=bootstrap, partitions=partitions, repeat=repeat, profile_dir=profile_dir,
+        modes=_modes(modes), trace_dir=trace_dir, broker_warmup=broker_warmup,
     )
     run_bench(cfg, out)
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = set(modes) - {"passthrough", "worker"}
+    if unknown or not modes:
+        raise typer.BadParameter(f"modes are passthrough and/or worker, not {sorted(unknown) or text!r}", param_hint="--modes")
+    return modes
 
 
 @bench_app.command("swap")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT
 
-from stream.app import app_options, run_faust_worker
+from stream.app import app_options, run_faust_worker, use_event_loop
 from stream.delivery import drain_before_commit
 from stream.settings import WorkerSettings
 from stream.web import readiness
@@ -45,6 +45,7 @@ def main() -> None:
     from stream.topics import ensure_topics
 
     settings = WorkerSettings()
+    use_event_loop(settings.event_loop)  # the worker's loop: the same framework ceiling
     app = create_passthrough_app(settings, ensure_topics(settings))
     run_faust_worker(app, settings.profile)  # as the worker does, GC freezing included
 

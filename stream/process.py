@@ -26,6 +26,12 @@ def settings_env(bootstrap_servers: str, **settings) -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` (all its threads) has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class WorkerProcess:
     def __init__(self, env: dict[str, str], web_port: int, log_path: Path, command: list[str] = WORKER):
         self.env = {**os.environ, **env, "DIFFLSREC_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
@@ -82,8 +88,7 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:

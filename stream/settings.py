@@ -61,6 +61,8 @@ class WorkerSettings(KafkaSettings):
     # event loop needs the other core (the worker applies it to torch and faiss)
     threads: int | None = Field(1, ge=1, description="torch and faiss threads of the worker")
     engine_thread: bool = Field(True, description="run the model and FAISS in a thread of their own, beside Faust's event loop")
+    # uvloop: ~7 % less worker CPU per event at 1,000 events/s and a shorter latency tail (stream/README.md)
+    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", description="event loop of the worker process (asyncio's own if uvloop is missing)")
     # input validation
     max_event_bytes: int = Field(4096, ge=64, description="larger events go to the DLQ as oversize")
     min_event_time: float = Field(631_152_000.0, description="earliest accepted event time, epoch seconds (1990-01-01)")

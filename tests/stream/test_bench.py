@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from stream.bench import BenchConfig, run_bench
@@ -15,7 +16,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_artifact_dir, ml100k_file, isolated_home, tmp_path):
     out = tmp_path / "bench.json"
-    cfg = BenchConfig(artifact=tiny_artifact_dir, ratings=ml100k_file, loads=["100", "max"], seconds=3, warmup=1, backlog=600, bootstrap=kafka_bootstrap, partitions=2)
+    cfg = BenchConfig(
+        artifact=tiny_artifact_dir, ratings=ml100k_file, loads=["100", "max"], seconds=3, warmup=1, backlog=600, bootstrap=kafka_bootstrap, partitions=2,
+        trace_dir=tmp_path / "trace",
+    )
     results = run_bench(cfg, out)
     assert {(r.mode, r.load) for r in results} == {(m, load) for m in ("worker", "passthrough") for load in ("100", "max")}
     for r in results:
@@ -24,6 +28,16 @@ def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_arti
     paced_worker = next(r for r in results if r.mode == "worker" and r.load == "100")
     assert 0 < paced_worker.p50_ms <= paced_worker.p99_ms
     assert paced_worker.stages_us_per_event["parse"] > 0  # the profile comes from the worker's /metrics
+    # where the latency goes: the worker's hops add up to the total; the pass-through has no emit time
+    hops = paced_worker.segments_ms
+    assert set(hops) == {"to_emit", "to_produce", "to_receive", "total"}
+    assert hops["total"]["p50"] == pytest.approx(paced_worker.p50_ms)
+    assert hops["to_emit"]["p50"] + hops["to_produce"]["p50"] + hops["to_receive"]["p50"] == pytest.approx(hops["total"]["p50"], rel=0.5)
+    assert set(next(r for r in results if r.mode == "passthrough" and r.load == "100").segments_ms) == {"to_produce", "to_receive", "total"}
+    assert paced_worker.bench_cpu_us_per_event > 0 and paced_worker.broker_cpu_us_per_event is None  # external broker: not ours to measure
+    trace = np.load(tmp_path / "trace" / "worker-100.npz")
+    assert len(trace["sent"]) == paced_worker.events == 300
+    assert np.all(trace["sent"] <= trace["emitted"]) and np.all(trace["emitted"] <= trace["received"])
     assert len(json.loads(out.read_text())["results"]) == 4
 
 

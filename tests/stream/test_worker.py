@@ -79,6 +79,7 @@ def test_every_event_gets_a_recommendation_and_states_are_right(served, tiny_art
         state = _assert_state(worker, artifact, stream)
         assert state["unknown_count"] == sum(item.startswith("new-") for item in stream.items)
         assert state["model_version"] == artifact.version
+    assert "event loop: uvloop." in worker.log_path.read_text()  # the default (stream/settings.py event_loop)
 
 
 def test_recommendations_equal_offline_scores_of_the_same_history(served, tiny_artifact_dir):
