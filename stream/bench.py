@@ -33,6 +33,7 @@ from stream.producer import EventProducer
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class BenchConfig:
     artifact: Path
