@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -148,8 +148,7 @@ def run_max(cfg: BenchConfig, mode: str, events, bootstrap: str, workdir: Path) 
     with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=20, batch_size=256 * 1024, acks=1) as producer:
         for key, value in batch:
             producer.send_raw(key, value)
-    with HarnessLoop() as loop:
-        collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop)
+    with HarnessLoop() as loop, OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop) as collector:
         process = _start(cfg, mode, env, workdir)
         cpu0 = process.cpu_seconds()
         try:
@@ -158,7 +157,6 @@ def run_max(cfg: BenchConfig, mode: str, events, bootstrap: str, workdir: Path) 
             stages, mean_batch = _profile({}, process.metrics(), len(batch))
         finally:
             process.stop()
-            collector.close()
     times = sorted(collector.received.values())
     seconds = times[-1] - times[0] if len(times) > 1 else float("nan")
     if not done:
@@ -203,13 +201,14 @@ def _own_cpu_seconds() -> float:
 
 def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: str, workdir: Path, broker_pid: int | None = None) -> list[PhaseResult]:
     env = _run_settings(cfg, bootstrap, workdir, f"{mode}-paced")
-    loop = HarnessLoop()
-    collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop)
-    producer = PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1)
-    process = _start(cfg, mode, env, workdir)
     results = []
     sent_at: dict[int, float] = {}
-    try:
+    with ExitStack() as stack:  # unwound in reverse: the process stops first, then the clients, then their loop
+        loop = stack.enter_context(HarnessLoop())
+        collector = stack.enter_context(OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop))
+        producer = stack.enter_context(PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1))
+        process = _start(cfg, mode, env, workdir)
+        stack.callback(process.stop)
         # warm-up, not measured: the first seconds of a fresh process (connections, metadata of every
         # partition, first table writes) are not its steady state
         warmup = range(0, int(rates[0] * cfg.warmup))
@@ -242,11 +241,6 @@ def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: 
             if not complete:
                 log.warning("%s at %d/s: %d of %d events answered within 60 s of the phase", mode, rate, len(answered), count)
             cursor += count
-    finally:
-        process.stop()
-        producer.close()
-        collector.close()
-        loop.close()
     return results
 
 
@@ -259,15 +253,9 @@ def warm_broker(bootstrap: str, events, seconds: float, partitions: int, rate: f
         admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}}, wait_for_metadata=True)
     count = min(len(events), int(rate * seconds))
     started = time.monotonic()
-    with HarnessLoop() as loop:
-        reader = OutputCollector(bootstrap, topic, loop)
-        producer = PacedProducer(bootstrap, topic, loop)
-        try:
-            producer.pace(events, range(count), rate, {})
-            reader.wait_for(range(count), timeout=60)
-        finally:
-            producer.close()
-            reader.close()
+    with HarnessLoop() as loop, OutputCollector(bootstrap, topic, loop) as reader, PacedProducer(bootstrap, topic, loop) as producer:
+        producer.pace(events, range(count), rate, {})
+        reader.wait_for(range(count), timeout=60)
     log.info("broker warmed up: %d events through %s in %.1f s", count, topic, time.monotonic() - started)
 
 

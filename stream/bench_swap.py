@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,12 +85,13 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
             bench = BenchConfig(artifact=registry.root, batch_max=cfg.batch_max, batch_within=cfg.batch_within, partitions=cfg.partitions)
             env = _run_settings(bench, bootstrap, workdir, "swap")
             env["DIFFLSREC_MODEL_POLL_INTERVAL"] = str(cfg.poll_interval)
-            loop = HarnessLoop()
-            collector = OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop, versions=True)
-            producer = PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1)
-            process = _start(bench, "worker", env, workdir)
             sent_at: dict[int, float] = {}
-            try:
+            with ExitStack() as stack:  # unwound in reverse: the worker stops first, then the clients, then their loop
+                loop = stack.enter_context(HarnessLoop())
+                collector = stack.enter_context(OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop, versions=True))
+                producer = stack.enter_context(PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1))
+                process = _start(bench, "worker", env, workdir)
+                stack.callback(process.stop)
                 warmup = range(0, warm_n)
                 producer.pace(events, warmup, cfg.rate, sent_at)
                 collector.wait_for(warmup, timeout=60)
@@ -100,11 +102,6 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
                 timer.join()
                 complete = collector.wait_for(phase, timeout=120)
                 metrics = process.metrics()
-            finally:
-                process.stop()
-                producer.close()
-                collector.close()
-                loop.close()
             worker_log = process.log_path.read_text(errors="replace")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

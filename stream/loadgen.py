@@ -5,12 +5,10 @@ user-facing clients in ``stream/producer.py`` (kafka-python, pure Python) took ~
 pace 1,000 events/s out and read their 1,000 answers back: as much as the worker itself, measured by
 ``difflsrec bench stream`` ("load generator + reader"). aiokafka builds and parses record batches in C.
 
-    with HarnessLoop() as loop:
-        reader = OutputCollector(bootstrap, "recommendations", loop)
-        producer = PacedProducer(bootstrap, "interactions", loop)
+    with HarnessLoop() as loop, OutputCollector(bootstrap, "recommendations", loop) as reader, \
+            PacedProducer(bootstrap, "interactions", loop) as producer:
         started = producer.pace(events, range(0, 5000), rate=1000, sent_at=sent_at)
         reader.wait_for(range(0, 5000), timeout=60)
-        producer.close(); reader.close()
 """
 
 from __future__ import annotations
@@ -118,6 +116,12 @@ class PacedProducer:
     def close(self) -> None:
         self._loop.run(self._producer.stop(), timeout=60)
 
+    def __enter__(self) -> PacedProducer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 class OutputCollector:
     """Reads a topic from the beginning in the background: for each event number's first output, the
@@ -171,3 +175,9 @@ class OutputCollector:
             self._task.result(10)
         finally:
             self._loop.run(self._consumer.stop(), timeout=60)
+
+    def __enter__(self) -> OutputCollector:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
