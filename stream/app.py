@@ -1,7 +1,8 @@
 """The Faust worker: interactions -> micro-batches -> user states (RocksDB table) -> engine -> recommendations.
 
-Run it with ``difflsrec worker`` (which also creates the topics), or ``faust -A stream.app worker`` with the
-same ``DIFFLSREC_*`` environment (the topics must exist then).
+Run it with ``difflsrec worker`` (which also creates the topics and picks the ``event_loop`` setting's
+loop), or ``faust -A stream.app -L uvloop worker`` with the same ``DIFFLSREC_*`` environment (the topics must
+exist then).
 
 At-least-once: Faust acks the events of a ``take_events`` batch when the loop body ends, *whether it
 returns, raises or is cancelled*, and commits acked offsets after flushing the producer (with a flush
