@@ -246,11 +246,10 @@ def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: 
 
 def warm_broker(bootstrap: str, events, seconds: float, partitions: int, rate: float = 2000.0) -> None:
     """Send events through a throwaway topic at ``rate`` for ``seconds`` and read them back."""
-    from kafka import KafkaAdminClient
+    from stream.topics import create_topic
 
     topic = f"bench-warmup-{uuid.uuid4().hex[:6]}"
-    with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="difflsrec-bench-admin") as admin:
-        admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}}, wait_for_metadata=True)
+    create_topic(bootstrap, topic, partitions)
     count = min(len(events), int(rate * seconds))
     started = time.monotonic()
     with HarnessLoop() as loop, OutputCollector(bootstrap, topic, loop) as reader, PacedProducer(bootstrap, topic, loop) as producer:

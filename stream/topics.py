@@ -51,6 +51,12 @@ def _create(admin: KafkaAdminClient, topic: str, partitions: int, replication: i
         pass  # another worker created it meanwhile
 
 
+def create_topic(bootstrap_servers: str, topic: str, partitions: int, replication: int = 1) -> None:
+    """Create one topic (nothing if it exists), waiting until its partitions have leaders."""
+    with KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="difflsrec-admin") as admin:
+        _create(admin, topic, partitions, replication)
+
+
 def ensure_updates_topic(bootstrap_servers: str, topic: str, replication: int = 1) -> None:
     """The model-updates topic with ONE partition (so every reader sees the versions in the order they
     were published), created before the first announcement instead of auto-created with the broker's
