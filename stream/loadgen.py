@@ -14,44 +14,39 @@ pace 1,000 events/s out and read their 1,000 answers back: as much as the worker
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Coroutine, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-EVENT_ID_MARK = b'"event_id":"b'
-EMIT_TIME_MARK = b'"emit_time":'
-MODEL_VERSION_MARK = b'"model_version":"'
+# the three fields the reader needs, found in the message bytes without parsing the JSON (thousands a second)
+EVENT_NUMBER = re.compile(rb'"event_id":"b([^"]*)"')
+EMIT_TIME = re.compile(rb'"emit_time":([^,}]*)')
+MODEL_VERSION = re.compile(rb'"model_version":"([^"]*)"')
+
+
+def _field(pattern: re.Pattern, value: bytes) -> bytes | None:
+    match = pattern.search(value)
+    return None if match is None else match.group(1)
 
 
 def event_number(value: bytes) -> int | None:
     """``n`` of the ``"event_id":"b<n>"`` in an input event or a recommendation (both carry it)."""
-    at = value.find(EVENT_ID_MARK)
-    if at < 0:
-        return None
-    start = at + len(EVENT_ID_MARK)
-    return int(value[start : value.index(b'"', start)])
+    field = _field(EVENT_NUMBER, value)
+    return None if field is None else int(field)
 
 
 def emit_time(value: bytes) -> float | None:
     """The worker's ``emit_time`` of a recommendation (None for the pass-through's forwarded bytes)."""
-    at = value.find(EMIT_TIME_MARK)
-    if at < 0:
-        return None
-    start = at + len(EMIT_TIME_MARK)
-    end = start
-    while end < len(value) and value[end : end + 1] not in b",}":
-        end += 1
-    return float(value[start:end])
+    field = _field(EMIT_TIME, value)
+    return None if field is None else float(field)
 
 
 def model_version(value: bytes) -> str | None:
-    at = value.find(MODEL_VERSION_MARK)
-    if at < 0:
-        return None
-    start = at + len(MODEL_VERSION_MARK)
-    return value[start : value.index(b'"', start)].decode()
+    field = _field(MODEL_VERSION, value)
+    return None if field is None else field.decode()
 
 
 class HarnessLoop:
