@@ -21,6 +21,7 @@ import torch
 from model.artifact import save_artifact
 from model.batching import FeatureView
 from model.data.dataset import PreparedDataset
+from model.data.prepare import tied_target_share, tied_targets_sentence
 from model.evaluation import EvalResult, evaluate, paired_test
 from model.features import FeatureStats
 from model.registry import build, get
@@ -150,6 +151,7 @@ def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], se
         "n_interactions": seq.n_interactions,
         "split": data.split.name,
         "n_test": len(data.split.test),
+        "test_targets_tied_in_time": tied_target_share(data, data.split.test),
         "protocol": {"ranking": "full catalogue", "filter_seen": filter_seen, "ks": list(ks), "model_selection": "validation " + train_cfg.valid_metric},
         "seeds": seeds,
         "train": dataclasses.asdict(train_cfg),
@@ -179,6 +181,8 @@ def to_markdown(results: dict) -> str:
         f"{results['n_users']} users, {results['n_items']} items, {results['n_interactions']} interactions; split `{results['split']}` "
         f"({results['n_test']} test examples); full-catalogue ranking, seen items {'filtered' if results['protocol']['filter_seen'] else 'kept'}; "
         f"model selection on {results['protocol']['model_selection']}; seeds {results['seeds']} (mean ± std over seeds).",
+        "",
+        tied_targets_sentence(results.get("test_targets_tied_in_time", 0.0)),
         "",
         "| model | HR@10 | NDCG@10 | MRR@10 | Precision@10 | NDCG@10 95% CI | valid NDCG@10 | best epoch | s/epoch | train s |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -35,6 +35,7 @@ from model.batching import FeatureView
 from model.benchmark import KEY_METRICS, ModelRun, fit_features, summarise
 from model.benchmark import train_and_test as _train_and_test
 from model.data.dataset import PreparedDataset
+from model.data.prepare import tied_target_share, tied_targets_sentence
 from model.evaluation import EvalResult, paired_test
 from model.registry import get, make_config
 from model.training import TrainConfig
@@ -269,6 +270,7 @@ def build_report(parts, done, data: PreparedDataset, spec: ReproduceSpec, datase
         "n_items": seq.n_items,
         "n_interactions": seq.n_interactions,
         "split": data.split.name,
+        "test_targets_tied_in_time": tied_target_share(data, data.split.test),
         "seeds": spec.seeds,
         "protocols": {"full": "every item ranked, seen items filtered", "sampled": f"target among {spec.sampled_negatives} random unseen items"},
         "train": dataclasses.asdict(spec.train),
@@ -361,6 +363,8 @@ def to_markdown(report: dict) -> str:
         "",
         f"{report['n_users']} users, {report['n_items']} items, {report['n_interactions']} interactions, split `{report['split']}`, "
         f"seeds {report['seeds']}, {report['runs_done']} training runs in {report['seconds'] / 60:.1f} min. Mean ± std over seeds.",
+        "",
+        tied_targets_sentence(report.get("test_targets_tied_in_time", 0.0)),
         "",
     ]
     if "table1" in report:

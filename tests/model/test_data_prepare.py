@@ -20,6 +20,7 @@ from model.data.prepare import (
     leave_one_out,
     prepare,
     summary,
+    tied_target_share,
     timeline_split,
 )
 from tests.model.data_files import amazon2023_line, tab_rows, write_lines
@@ -88,6 +89,19 @@ def test_chronological_order_with_stable_tie_break(tmp_path):
     ds = run(tmp_path, rows, kcore=0)
     assert sequence_of(ds, "u") == ["first", "b", "a", "z", "c"]
     assert ds.sequences.user_times(1).tolist() == [10, 20, 20, 20, 30]
+
+
+def test_tied_target_share_counts_targets_timed_like_their_predecessor(tmp_path):
+    # leave-one-out targets: u's test item c (t=20) ties with its validation item b, w's does not; u's
+    # validation item b ties with a; v's validation item is its second interaction (t=6 after t=5)
+    rows = [("u", "a", 20), ("u", "first", 10), ("u", "b", 20), ("u", "c", 20)]
+    rows += [("v", "a", 5), ("v", "q", 6), ("v", "r", 7)]
+    rows += [("w", "a", 1), ("w", "q", 2), ("w", "r", 2), ("w", "s", 3)]
+    ds = run(tmp_path, rows, kcore=0)
+    assert tied_target_share(ds, ds.split.test) == pytest.approx(1 / 3)
+    assert tied_target_share(ds, ds.split.valid) == pytest.approx(2 / 3)
+    assert summary(ds)["test_targets_tied_in_time"] == pytest.approx(1 / 3)
+    assert tied_target_share(ds, np.array([[0, 0]])) == 0.0  # a first interaction has no predecessor
 
 
 def test_dense_ids_reserve_zero_for_padding(tmp_path):

@@ -82,6 +82,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert set(report["ablation_tests"]) == set(ABLATION) - {"DiffLSRec"}
     md = (out / "report.md").read_text()
     assert "Table 1 — full protocol" in md and "Improvement" in md
+    assert 0.0 <= report["test_targets_tied_in_time"] <= 1.0 and "of the test targets share their timestamp" in md
     for png in ("ablation.png", "embedding_size.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
