@@ -44,12 +44,18 @@ class Config:
     # the most recent item, which always gets the last row of the table, as with the left-padded sequences of
     # the reference implementations (the position then encodes recency)
     positions: str = "start"
+    # "normal": N(0, 0.02) for every weight, the query/key/value projections included; "xavier": those three
+    # Xavier-uniform over the stacked (3d, d) matrix, as torch's MultiheadAttention initialises them in the
+    # reference implementations (the rest of their weights are N(0, 0.02) there too)
+    qkv_init: str = "normal"
 
     def __post_init__(self):
         if self.block not in ("pre", "reference"):
             raise ValueError(f"block must be 'pre' or 'reference', got {self.block!r}")
         if self.positions not in ("start", "end"):
             raise ValueError(f"positions must be 'start' or 'end', got {self.positions!r}")
+        if self.qkv_init not in ("normal", "xavier"):
+            raise ValueError(f"qkv_init must be 'normal' or 'xavier', got {self.qkv_init!r}")
 
 
 class Block(nn.Module):
@@ -102,6 +108,9 @@ class SASRec(Recommender):
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
         self.ln_f = nn.LayerNorm(c.d)
         self.apply(self._init)
+        if c.qkv_init == "xavier":
+            for block in self.blocks:
+                nn.init.xavier_uniform_(block.qkv.weight)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 

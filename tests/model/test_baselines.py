@@ -188,6 +188,29 @@ def test_sasrec_truncates_to_max_len():
     assert torch.allclose(model.score(padded_batch([history], L=20)), model.score(padded_batch([history[-16:]], L=16)), atol=1e-5)
 
 
+def test_sasrec_xavier_qkv_init_matches_multihead_attention_and_leaves_the_rest():
+    torch.manual_seed(0)
+    normal = SASRec(N_ITEMS, SASRec.Config(d=64, n_blocks=2), STATS)
+    torch.manual_seed(0)
+    xavier = SASRec(N_ITEMS, SASRec.Config(d=64, n_blocks=2, qkv_init="xavier"), STATS)
+    reference = torch.nn.MultiheadAttention(64, 1).in_proj_weight  # (3d, d), xavier-uniform
+    for a, b in zip(normal.blocks, xavier.blocks):
+        assert a.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+        assert b.qkv.weight.std().item() == pytest.approx(reference.std().item(), rel=0.05)
+        assert b.qkv.weight.abs().max().item() <= (6 / (64 + 3 * 64)) ** 0.5
+        assert torch.equal(a.proj.weight, b.proj.weight) and torch.count_nonzero(b.qkv.bias) == 0
+    assert torch.equal(normal.item_emb.weight, xavier.item_emb.weight)
+    with pytest.raises(ValueError, match="qkv_init"):
+        SASRec.Config(qkv_init="kaiming")
+
+
+def test_train_config_passes_the_gradient_clip_through():
+    from model.cli import train_config
+
+    assert train_config(1, 1, None, 8, "cpu", 0, None).grad_clip == 5.0
+    assert train_config(1, 1, None, 8, "cpu", 0, None, grad_clip=0.0).grad_clip == 0.0
+
+
 # ---- registry -------------------------------------------------------------------------------------------
 def test_registry():
     assert {"pop", "gru4rec", "sasrec"} <= set(registry.available())
