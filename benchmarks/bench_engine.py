@@ -1,0 +1,103 @@
+"""CPU cost of the worker's own serving steps per event, without Kafka or Faust.
+
+    .venv/bin/python benchmarks/bench_engine.py --artifact DIR [--events 40000] [--batches 256,20] [--repeat 3]
+
+Replays the ML-1M ratings in time order (the events ``difflsrec bench stream`` sends), cuts them into
+micro-batches of each size and runs exactly what ``stream.app`` does per batch besides Faust: parse and
+validate every event, read each user's state from its table bytes, ``Engine.process``, serialise every
+recommendation and write each user's state back as bytes (the table is a dict here). Prints CPU
+microseconds per event per stage (median over repeats, each a fresh table), the share of the worker's
+CPU budget they take, and the batch composition (events and users per batch).
+
+``difflsrec bench stream`` measures the whole worker against a pass-through Faust agent; the difference
+between the two per-event CPU costs is what these stages cost inside the worker (plus the table's
+changelog messages), so this is where to look when the worker falls short of the pass-through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream.bench import replay_events  # noqa: E402
+from stream.engine import Engine, ModelBundle, SourcedEvent  # noqa: E402
+from stream.schemas import Limits, dump_recommendation, parse_event  # noqa: E402
+from stream.state import decode_state, encode_state  # noqa: E402
+
+STAGES = ("parse", "state_read", "reencode", "long_step", "fuse", "search", "messages", "publish", "state_write")
+
+
+def run(engine: Engine, events: list[tuple[bytes, bytes]], batch: int, partitions: int = 4) -> tuple[dict[str, float], float, float]:
+    """One pass over ``events`` in batches of ``batch`` with an empty table: CPU seconds per stage, mean
+    users per batch, total CPU seconds."""
+    limits = Limits()
+    table: dict[bytes, bytes] = {}
+    totals = dict.fromkeys(STAGES, 0.0)
+    users_per_batch = []
+    started = time.thread_time()
+    for start in range(0, len(events), batch):
+        chunk = events[start : start + batch]
+        t0 = time.thread_time()
+        valid = []
+        for offset, (key, value) in enumerate(chunk, start):
+            parsed = parse_event(key, value, limits)
+            valid.append(SourcedEvent(parsed, "interactions", hash(key) % partitions, offset, 0))
+        t1 = time.thread_time()
+        states = {}
+        for sourced in valid:
+            user = sourced.event.user_id
+            if user not in states:
+                raw = table.get(user.encode())
+                states[user] = None if raw is None else decode_state(raw)
+        t2 = time.thread_time()
+        result = engine.process(valid, states)
+        t3 = time.thread_time()
+        payloads = [dump_recommendation(rec) for rec in result.recommendations]
+        t4 = time.thread_time()
+        for user, state in result.states.items():
+            table[user.encode()] = encode_state(state)
+        t5 = time.thread_time()
+        totals["parse"] += t1 - t0
+        totals["state_read"] += t2 - t1
+        for stage, seconds in result.timings.items():
+            totals[stage] += seconds
+        totals["publish"] += t4 - t3
+        totals["state_write"] += t5 - t4
+        users_per_batch.append(len(states))
+        assert len(payloads) == len(chunk)
+    return totals, statistics.mean(users_per_batch), time.thread_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifact", type=Path, required=True)
+    parser.add_argument("--ratings", type=Path, default=None, help="interaction file replayed (default: ml-1m)")
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--batches", default="256,20", help="micro-batch sizes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--inference-steps", type=int, default=None)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)  # the worker's default (stream/settings.py: threads)
+    bundle = ModelBundle.load(args.artifact, inference_steps=args.inference_steps)
+    engine = Engine(bundle)
+    events = replay_events(args.ratings, args.events)
+    print(f"{len(events)} events, model {bundle.version}, {bundle.model.config.inference_steps} inference steps, 1 thread")
+    for batch in (int(b) for b in args.batches.split(",")):
+        runs = [run(engine, events, batch) for _ in range(args.repeat)]
+        n = len(events)
+        per_stage = {s: 1e6 * statistics.median(r[0][s] for r in runs) / n for s in STAGES}
+        total = 1e6 * statistics.median(r[2] for r in runs) / n
+        print(f"batch {batch:4d} ({runs[0][1]:.1f} users per batch): {total:6.1f} us/event in all; "
+              + ", ".join(f"{s} {v:.1f}" for s, v in per_stage.items()))
+
+
+if __name__ == "__main__":
+    main()
