@@ -83,6 +83,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     md = (out / "report.md").read_text()
     assert "Table 1 — full protocol" in md and "Improvement" in md
     assert 0.0 <= report["test_targets_tied_in_time"] <= 1.0 and "of the test targets share their timestamp" in md
+    assert report["train_seconds_total"] > 0 and "min of training in all" in md
     for png in ("ablation.png", "embedding_size.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -94,6 +95,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     resumed = json.loads((out / "report.json").read_text())
     assert resumed["table1"]["difflsrec"]["per_seed"] == report["table1"]["difflsrec"]["per_seed"]
     assert resumed["claims"] == report["claims"]
+    assert resumed["train_seconds_total"] == report["train_seconds_total"]  # cached runs keep their training time
 
     # --no-train reports what is there: a third seed asked for is listed as missing, not trained
     partial = subprocess.run([*cmd, "--seeds", "3", "--no-train"], capture_output=True, text=True, timeout=600)
