@@ -84,13 +84,12 @@ def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[
 
 
 def create_topic(bootstrap_servers: str, partitions: int = 1, prefix: str = "test") -> str:
-    """Create a topic with a unique name and wait until every partition has a leader; its name."""
-    from kafka import KafkaAdminClient
+    """Create a topic with a unique name and wait until every partition has a leader (without waiting, the
+    first produce may race the partition leader election); its name."""
+    from stream.topics import create_topic as create
 
     name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-    with KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="difflsrec-test-admin") as admin:
-        # Without waiting, the first produce may race the partition leader election.
-        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1}}, wait_for_metadata=True)
+    create(bootstrap_servers, name, partitions)
     return name
 
 
