@@ -40,7 +40,10 @@ class Deployment:
 
     def start_worker(self, name: str, port: int, ready_timeout: float = 120.0) -> WorkerProcess:
         env = settings_env(self.bootstrap, **self.settings, worker_data_dir=self.data_dir(name))
-        worker = WorkerProcess(env, port, self.workdir / f"{name}.log")
+        # one log per start: with one shared file, logs() showed the restarted worker's tail once per start and
+        # never the last lines of the worker it replaced, which a failed restart test needs to be diagnosed
+        starts = sum(w.log_path.name.startswith(f"{name}.") for w in self.workers)
+        worker = WorkerProcess(env, port, self.workdir / f"{name}.{starts}.log")
         self.workers.append(worker)
         return worker.start(ready_timeout)
 
