@@ -31,17 +31,22 @@ def main() -> None:
     ap.add_argument("--models", default="difflsrec,sasrec,gru4rec,fossil,hgn,marank,diffrec")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", type=int, default=None, help="time this many batches and extrapolate (default: the whole epoch)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = prepare(a.input)
     stats = fit_features(data)
     features = FeatureView.build(data, stats)
     cfg = TrainConfig()
-    print(f"{data.sequences.n_users} users, {data.sequences.n_items} items, {a.threads} threads")
+    device = torch.device(a.device)
+    # CUDA calls return before the kernels finish: wait for them before reading the clock
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    print(f"{data.sequences.n_users} users, {data.sequences.n_items} items, {device}, {a.threads} threads")
     print("model            targets/epoch   s/epoch   us/target")
     for name in a.models.split(","):
         seed_everything(0)
         model = build(name, data.sequences.n_items, stats)
+        model.to(device)
         model.fit_statistics(data, features)
         opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
         budget = cfg.batch_token_budget(model.n_items)
@@ -50,11 +55,14 @@ def main() -> None:
         for i, batch in enumerate(batches):
             if a.batches is not None and i >= a.batches:
                 break
+            batch = batch.to(device)
+            sync()
             t = time.perf_counter()
             loss, _ = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sync()
             elapsed += time.perf_counter() - t
             done += int((batch.targets > 0).sum())
         per_target = elapsed / max(1, done)

@@ -100,7 +100,8 @@ class TrainBatches:
 
     ``max_len`` truncates to the most recent ``max_len`` inputs (SASRec-style models); ``None`` keeps the
     whole history (recurrent models, whose streaming state also covers the whole history).
-    ``token_budget`` bounds B * L per batch; ``batch_size`` bounds B.
+    ``token_budget`` bounds B * L per batch; ``batch_size`` bounds B. With ``bucket=False`` batches are
+    consecutive ``batch_size`` users of a random permutation, lengths mixed and no budget applied.
     """
 
     def __init__(
@@ -111,8 +112,9 @@ class TrainBatches:
         max_len: int | None = None,
         token_budget: int = 32_768,
         seed: int = 0,
+        bucket: bool = True,
     ):
-        self.data, self.features = data, features
+        self.data, self.features, self.bucket = data, features, bucket
         self.batch_size, self.max_len, self.token_budget = batch_size, max_len, token_budget
         self.rng = np.random.default_rng(seed)
         seq = data.sequences
@@ -129,6 +131,8 @@ class TrainBatches:
     def _batches(self) -> list[np.ndarray]:
         # shuffle, then sort within chunks by length (bucketing) and cut under the budget
         order = self.rng.permutation(len(self.users))
+        if not self.bucket:
+            return [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         chunk = self.batch_size * 50
         batches = []
         for s in range(0, len(order), chunk):

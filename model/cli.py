@@ -53,10 +53,10 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
-def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0):
+def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0, batching: str = "bucket"):
     from model.training import TrainConfig
 
-    return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip)
+    return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip, batching=batching)
 
 
 @app.command()
@@ -86,6 +86,7 @@ def benchmark(
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
     grad_clip: float = typer.Option(5.0, help="clip each step's gradient norm to this (0 = no clipping)"),
+    batching: str = typer.Option("bucket", help="bucket: users of similar length together, under a token budget | random: batch-size random users, as the reference SASRec code"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
@@ -100,7 +101,7 @@ def benchmark(
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     names = [m.strip() for m in models.split(",") if m.strip()]
     results = run_benchmark(
-        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip),
+        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching),
         overrides=parse_sets(set, prefixed=True), filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
         tune_trials=tune, tune_epochs=tune_epochs,
     )

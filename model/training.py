@@ -32,6 +32,10 @@ class TrainConfig:
     batch_size: int = 128
     token_budget: int = 32_768  # max B * L of a training batch
     logit_budget: int = 60_000_000  # max positions * n_items scored by one batch (bounds CE memory)
+    # "bucket": users of similar length batched together under the budgets above (less padding);
+    # "random": batch_size random users per batch whatever their lengths, budgets not applied, as in the
+    # reference SASRec implementations (memory: batch_size * max_len * n_items logits)
+    batching: str = "bucket"
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     grad_clip: float = 5.0
     seed: int = 0
@@ -40,6 +44,10 @@ class TrainConfig:
     valid_metric: str = "NDCG@10"
     max_minutes: float | None = None  # wall-clock cap on training (stops after the epoch that crosses it)
     progress: bool = True
+
+    def __post_init__(self):
+        if self.batching not in ("bucket", "random"):
+            raise ValueError(f"batching must be 'bucket' or 'random', got {self.batching!r}")
 
     def batch_token_budget(self, n_items: int) -> int:
         """Max B * L of a training batch for a catalogue of ``n_items``: ``token_budget``, lowered so that one
@@ -83,7 +91,7 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
 
     lr = cfg.lr if cfg.lr is not None else model.default_lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    batches = TrainBatches(data, features, cfg.batch_size, model.max_len, cfg.batch_token_budget(model.n_items), seed=cfg.seed)
+    batches = TrainBatches(data, features, cfg.batch_size, model.max_len, cfg.batch_token_budget(model.n_items), seed=cfg.seed, bucket=cfg.batching == "bucket")
     best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
     history, epoch_seconds, stale = [], [], 0
 

@@ -48,6 +48,8 @@ class Config:
     # Xavier-uniform over the stacked (3d, d) matrix, as torch's MultiheadAttention initialises them in the
     # reference implementations (the rest of their weights are N(0, 0.02) there too)
     qkv_init: str = "normal"
+    # LayerNorm's epsilon: torch's 1e-5, or the reference implementations' 1e-8
+    ln_eps: float = 1e-5
 
     def __post_init__(self):
         if self.block not in ("pre", "reference"):
@@ -63,10 +65,10 @@ class Block(nn.Module):
         super().__init__()
         assert c.d % c.n_heads == 0, "d must be divisible by n_heads"
         self.n_heads, self.p = c.n_heads, c.dropout
-        self.ln1 = nn.LayerNorm(c.d)
+        self.ln1 = nn.LayerNorm(c.d, eps=c.ln_eps)
         self.qkv = nn.Linear(c.d, 3 * c.d)
         self.proj = nn.Linear(c.d, c.d)
-        self.ln2 = nn.LayerNorm(c.d)
+        self.ln2 = nn.LayerNorm(c.d, eps=c.ln_eps)
         d_ff = c.d_ff or c.d
         self.ff = nn.Sequential(nn.Linear(c.d, d_ff), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(d_ff, c.d))
         self.drop = nn.Dropout(c.dropout)
@@ -106,7 +108,7 @@ class SASRec(Recommender):
         self.pos_emb = nn.Embedding(c.max_len, c.d)
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_blocks))
-        self.ln_f = nn.LayerNorm(c.d)
+        self.ln_f = nn.LayerNorm(c.d, eps=c.ln_eps)
         self.apply(self._init)
         if c.qkv_init == "xavier":
             for block in self.blocks:

@@ -10,6 +10,8 @@ positions are validation / test targets; an evaluation example ``(u, p)`` means 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +90,9 @@ class PreparedDataset:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         seq, sp = self.sequences, self.split
-        tmp = path.with_name(path.name + ".tmp.npz")
+        # a name of this process's own: several processes preparing the same dataset at once (parallel
+        # benchmark runs) each write their copy and the last rename wins, instead of renaming each other's
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz")
         np.savez_compressed(
             tmp,
             user_ids=seq.user_ids.astype(str),

@@ -204,11 +204,41 @@ def test_sasrec_xavier_qkv_init_matches_multihead_attention_and_leaves_the_rest(
         SASRec.Config(qkv_init="kaiming")
 
 
-def test_train_config_passes_the_gradient_clip_through():
+def test_sasrec_layer_norm_epsilon():
+    model = SASRec(N_ITEMS, SASRec.Config(d=16, ln_eps=1e-8), STATS)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 2 * 2 + 1 and all(m.eps == 1e-8 for m in norms)
+    assert all(m.eps == 1e-5 for m in NEURAL["sasrec"]().modules() if isinstance(m, torch.nn.LayerNorm))
+
+
+def test_train_config_passes_the_gradient_clip_and_batching_through():
     from model.cli import train_config
+    from model.training import TrainConfig
 
     assert train_config(1, 1, None, 8, "cpu", 0, None).grad_clip == 5.0
     assert train_config(1, 1, None, 8, "cpu", 0, None, grad_clip=0.0).grad_clip == 0.0
+    assert train_config(1, 1, None, 8, "cpu", 0, None).batching == "bucket"
+    assert train_config(1, 1, None, 8, "cpu", 0, None, batching="random").batching == "random"
+    with pytest.raises(ValueError, match="batching"):
+        TrainConfig(batching="sorted")
+
+
+def test_random_batching_mixes_lengths_and_ignores_the_budget():
+    """bucket=False: consecutive batch_size users of one permutation (each user once per epoch), lengths
+    mixed, no token budget; the default buckets similar lengths under the budget."""
+    rng = np.random.default_rng(0)
+    seqs = [list(rng.integers(1, N_ITEMS + 1, size=int(n))) for n in rng.integers(4, 60, size=50)]
+    data = make_data(seqs, N_ITEMS)
+    feats = FeatureView.build(data, fit_stats(data))
+    random_batches = list(TrainBatches(data, feats, batch_size=8, token_budget=64, seed=1, bucket=False))
+    assert [len(b.users) for b in random_batches] == [8] * 6 + [2]
+    assert sorted(torch.cat([b.users for b in random_batches]).tolist()) == list(range(50))
+    # lengths mixed: a batch spans short and long users (the budget of 64 tokens would forbid it)
+    assert max(int(b.lengths.max() - b.lengths.min()) for b in random_batches) > 30
+    assert max(b.items.numel() for b in random_batches) > 64
+    bucketed = list(TrainBatches(data, feats, batch_size=8, token_budget=64, seed=1))
+    assert all(b.items.numel() <= 64 or len(b.users) == 1 for b in bucketed)
+    assert sorted(torch.cat([b.users for b in bucketed]).tolist()) == list(range(50))
 
 
 # ---- registry -------------------------------------------------------------------------------------------

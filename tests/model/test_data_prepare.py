@@ -281,6 +281,19 @@ def test_npz_round_trip(tmp_path):
     assert back.meta == ds.meta
 
 
+def test_concurrent_saves_of_one_cache_entry_all_succeed(tmp_path):
+    """Parallel runs preparing the same dataset write the same cache file at once: each writes its own
+    temporary file and renames it (it used to be one shared temporary name, renamed away under the others)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ds = run(tmp_path, grid_rows(5, 6))
+    target = tmp_path / "parallel" / "same.npz"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: ds.save(target), range(16)))  # re-raises any writer's error
+    np.testing.assert_array_equal(PreparedDataset.load(target).sequences.items, ds.sequences.items)
+    assert [p.name for p in target.parent.iterdir()] == ["same.npz"]
+
+
 def test_invalid_options_are_rejected(tmp_path):
     path = write_lines(tmp_path / "u.data", tab_rows(grid_rows(3, 3)))
     bad_options = [{"kcore": -1}, {"split": "random"}, {"timeline_cuts": (0.9, 0.8)}, {"users": 0}]
