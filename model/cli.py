@@ -50,6 +50,7 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
     return prepare([_resolve_input(p) for p in input], options)
 
 
+BATCHING_HELP = "bucket: users of similar length batched together under a token budget | random: batch-size random users, lengths mixed, as the reference SASRec code"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
@@ -86,7 +87,7 @@ def benchmark(
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
     grad_clip: float = typer.Option(5.0, help="clip each step's gradient norm to this (0 = no clipping)"),
-    batching: str = typer.Option("bucket", help="bucket: users of similar length together, under a token budget | random: batch-size random users, as the reference SASRec code"),
+    batching: str = typer.Option("bucket", help=BATCHING_HELP),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
@@ -123,6 +124,7 @@ def train(
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None),
+    batching: str = typer.Option("bucket", help=BATCHING_HELP),
     device: str = typer.Option("auto"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
     item_key: str = typer.Option("parent_asin"),
@@ -134,7 +136,7 @@ def train(
 
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     stats = fit_features(data)
-    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes), save_dir=out)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching), save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
     typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
     typer.echo(f"artifact written to {out}")
@@ -188,6 +190,7 @@ def reproduce(
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per training run"),
+    batching: str = typer.Option("bucket", help=BATCHING_HELP),
     device: str = typer.Option("auto"),
     sampled_negatives: int = typer.Option(100, help="negatives of the sampled protocol shown beside full ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
@@ -205,7 +208,7 @@ def reproduce(
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     spec = ReproduceSpec(
         seeds=list(range(seed, seed + seeds)),
-        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes),
+        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching),
         overrides=parse_sets(set, prefixed=True),
         parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
         models=[m.strip() for m in models.split(",") if m.strip()],
