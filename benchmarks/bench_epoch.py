@@ -1,6 +1,7 @@
 """Seconds per training epoch of each registered model on one dataset (default ML-1M), same batches.
 
     .venv/bin/python benchmarks/bench_epoch.py [--input ml-1m/ratings.dat] [--models difflsrec,sasrec,gru4rec] [--threads 2] [--batches N]
+        [--device cuda] [--batching random]
 
 Trains each model for one full epoch (or ``--batches`` batches, extrapolated to an epoch by the number of
 training targets) with the shared trainer's batching and prints seconds per epoch and microseconds per
@@ -32,16 +33,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", type=int, default=None, help="time this many batches and extrapolate (default: the whole epoch)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--batching", default="bucket", help="bucket | random (model/training.py TrainConfig.batching)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     data = prepare(a.input)
     stats = fit_features(data)
     features = FeatureView.build(data, stats)
-    cfg = TrainConfig()
+    cfg = TrainConfig(batching=a.batching)
     device = torch.device(a.device)
     # CUDA calls return before the kernels finish: wait for them before reading the clock
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    print(f"{data.sequences.n_users} users, {data.sequences.n_items} items, {device}, {a.threads} threads")
+    print(f"{data.sequences.n_users} users, {data.sequences.n_items} items, {device}, {a.threads} threads, {a.batching} batches")
     print("model            targets/epoch   s/epoch   us/target")
     for name in a.models.split(","):
         seed_everything(0)
@@ -50,7 +52,7 @@ def main() -> None:
         model.fit_statistics(data, features)
         opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
         budget = cfg.batch_token_budget(model.n_items)
-        batches = TrainBatches(data, features, cfg.batch_size, model.max_len, budget)
+        batches = TrainBatches(data, features, cfg.batch_size, model.max_len, budget, bucket=cfg.batching == "bucket")
         done, elapsed = 0, 0.0
         for i, batch in enumerate(batches):
             if a.batches is not None and i >= a.batches:
