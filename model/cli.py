@@ -54,10 +54,10 @@ BATCHING_HELP = "bucket: users of similar length batched together under a token 
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
-def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0, batching: str = "bucket"):
+def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0, batching: str = "bucket", loss_scale: str = "batch"):
     from model.training import TrainConfig
 
-    return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip, batching=batching)
+    return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip, batching=batching, loss_scale=loss_scale)
 
 
 @app.command()
@@ -88,6 +88,7 @@ def benchmark(
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
     grad_clip: float = typer.Option(5.0, help="clip each step's gradient norm to this (0 = no clipping)"),
     batching: str = typer.Option("bucket", help=BATCHING_HELP),
+    loss_scale: str = typer.Option("batch", help="batch: each step minimises its batch's mean loss | target: every training target weighs the same whatever its batch"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
@@ -102,7 +103,7 @@ def benchmark(
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     names = [m.strip() for m in models.split(",") if m.strip()]
     results = run_benchmark(
-        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching),
+        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale),
         overrides=parse_sets(set, prefixed=True), filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
         tune_trials=tune, tune_epochs=tune_epochs,
     )

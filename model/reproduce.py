@@ -148,7 +148,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     return report
 
 
-_LATER_DEFAULTS = {"batching": "bucket"}
+_LATER_DEFAULTS = {"batching": "bucket", "loss_scale": "batch"}
 
 
 def run_id(r: Run, data: PreparedDataset, spec: ReproduceSpec) -> str:

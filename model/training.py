@@ -36,6 +36,10 @@ class TrainConfig:
     # "random": batch_size random users per batch whatever their lengths, budgets not applied, as in the
     # reference SASRec implementations (memory: batch_size * max_len * n_items logits)
     batching: str = "bucket"
+    # "batch": each step's loss is its models' mean over the batch's targets; "target": that mean times the
+    # batch's targets over the targets a random batch of batch_size users holds on average, so a target
+    # weighs the same in a bucket of short histories as in one of long ones (as with random batches)
+    loss_scale: str = "batch"
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     grad_clip: float = 5.0
     seed: int = 0
@@ -48,6 +52,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.batching not in ("bucket", "random"):
             raise ValueError(f"batching must be 'bucket' or 'random', got {self.batching!r}")
+        if self.loss_scale not in ("batch", "target"):
+            raise ValueError(f"loss_scale must be 'batch' or 'target', got {self.loss_scale!r}")
 
     def batch_token_budget(self, n_items: int) -> int:
         """Max B * L of a training batch for a catalogue of ``n_items``: ``token_budget``, lowered so that one
@@ -92,6 +98,7 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
     lr = cfg.lr if cfg.lr is not None else model.default_lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     batches = TrainBatches(data, features, cfg.batch_size, model.max_len, cfg.batch_token_budget(model.n_items), seed=cfg.seed, bucket=cfg.batching == "bucket")
+    targets_per_random_batch = cfg.batch_size * batches.n_targets / max(1, len(batches.users))
     best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
     history, epoch_seconds, stale = [], [], 0
 
@@ -102,6 +109,8 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
         bar = tqdm(batches, desc=f"{model.name} epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
         for batch in bar:
             loss, logs = model.loss(batch.to(device))
+            if cfg.loss_scale == "target":
+                loss = loss * (int((batch.targets > 0).sum()) / targets_per_random_batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{model.name}: non-finite loss at epoch {epoch}: {logs}")
             opt.zero_grad(set_to_none=True)

@@ -223,6 +223,27 @@ def test_train_config_passes_the_gradient_clip_and_batching_through():
         TrainConfig(batching="sorted")
 
 
+def test_target_loss_scale_weighs_each_target_alike():
+    """loss_scale="target" multiplies a batch's mean loss by its targets over a random batch's average: where
+    every batch holds that average (equal histories, batch size dividing the users) training is unchanged;
+    with unequal histories it is not."""
+    from model.training import TrainConfig, train
+
+    def trained(seqs, loss_scale):
+        data = make_data(seqs, N_ITEMS)
+        torch.manual_seed(0)
+        model = GRU4Rec(N_ITEMS, GRU4Rec.Config(d=8), fit_stats(data))
+        train(model, data, fit_stats(data), TrainConfig(epochs=1, batch_size=2, device="cpu", progress=False, loss_scale=loss_scale))
+        return model.item_emb.weight.detach().clone()
+
+    equal = [[1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8], [9, 8, 7, 6, 5, 4], [2, 4, 6, 8, 10, 12]]
+    assert torch.equal(trained(equal, "batch"), trained(equal, "target"))
+    unequal = [[1, 2, 3, 4], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [9, 8, 7, 6], [2, 4, 6, 8, 10, 12, 14, 16, 18]]
+    assert not torch.allclose(trained(unequal, "batch"), trained(unequal, "target"))
+    with pytest.raises(ValueError, match="loss_scale"):
+        TrainConfig(loss_scale="sum")
+
+
 def test_random_batching_mixes_lengths_and_ignores_the_budget():
     """bucket=False: consecutive batch_size users of one permutation (each user once per epoch), lengths
     mixed, no token budget; the default buckets similar lengths under the budget."""

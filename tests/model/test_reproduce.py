@@ -43,12 +43,13 @@ def test_run_id_changes_with_everything_that_changes_the_result():
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(lr=1e-2))),
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(sampled_negatives=50)),
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(batching="random"))),
+        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(loss_scale="target"))),
     ]
     assert base not in others and len(set(others)) == len(others)
 
 
 def test_run_ids_of_runs_cached_before_the_batching_setting_are_kept():
-    """`batching` came after runs were cached: at its default it is left out of the hash, so a report over
+    """`batching` and `loss_scale` came after runs were cached: at its default it is left out of the hash, so a report over
     an existing DIR finds its runs (this id is the one computed before the setting existed)."""
     from types import SimpleNamespace
 
