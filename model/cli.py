@@ -51,10 +51,11 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
 
 
 BATCHING_HELP = "bucket: users of similar length batched together under a token budget | random: batch-size random users, lengths mixed, as the reference SASRec code"
+LOSS_SCALE_HELP = "target: every training target weighs the same whatever its batch | batch: each step minimises its batch's mean loss (the default before 2026-11-27)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
-def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0, batching: str = "bucket", loss_scale: str = "batch"):
+def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0, batching: str = "bucket", loss_scale: str = "target"):
     from model.training import TrainConfig
 
     return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip, batching=batching, loss_scale=loss_scale)
@@ -88,7 +89,7 @@ def benchmark(
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
     grad_clip: float = typer.Option(5.0, help="clip each step's gradient norm to this (0 = no clipping)"),
     batching: str = typer.Option("bucket", help=BATCHING_HELP),
-    loss_scale: str = typer.Option("batch", help="batch: each step minimises its batch's mean loss | target: every training target weighs the same whatever its batch"),
+    loss_scale: str = typer.Option("target", help=LOSS_SCALE_HELP),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
@@ -126,6 +127,7 @@ def train(
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None),
     batching: str = typer.Option("bucket", help=BATCHING_HELP),
+    loss_scale: str = typer.Option("target", help=LOSS_SCALE_HELP),
     device: str = typer.Option("auto"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
     item_key: str = typer.Option("parent_asin"),
@@ -137,7 +139,7 @@ def train(
 
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     stats = fit_features(data)
-    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching), save_dir=out)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale), save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
     typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
     typer.echo(f"artifact written to {out}")
@@ -192,6 +194,7 @@ def reproduce(
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per training run"),
     batching: str = typer.Option("bucket", help=BATCHING_HELP),
+    loss_scale: str = typer.Option("target", help=LOSS_SCALE_HELP),
     device: str = typer.Option("auto"),
     sampled_negatives: int = typer.Option(100, help="negatives of the sampled protocol shown beside full ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
@@ -209,7 +212,7 @@ def reproduce(
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     spec = ReproduceSpec(
         seeds=list(range(seed, seed + seeds)),
-        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching),
+        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale),
         overrides=parse_sets(set, prefixed=True),
         parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
         models=[m.strip() for m in models.split(",") if m.strip()],

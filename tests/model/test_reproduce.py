@@ -43,19 +43,23 @@ def test_run_id_changes_with_everything_that_changes_the_result():
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(lr=1e-2))),
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(sampled_negatives=50)),
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(batching="random"))),
-        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(loss_scale="target"))),
+        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(loss_scale="batch"))),
     ]
     assert base not in others and len(set(others)) == len(others)
 
 
 def test_run_ids_of_runs_cached_before_the_batching_setting_are_kept():
-    """`batching` and `loss_scale` came after runs were cached: at its default it is left out of the hash, so a report over
-    an existing DIR finds its runs (this id is the one computed before the setting existed)."""
+    """`batching` and `loss_scale` came after runs were cached with buckets and the plain batch mean: those
+    settings are left out of the hash, so `--loss-scale batch` finds the old runs (this id is the one computed
+    before the settings existed); the new default (`target`) trains new ones."""
     from types import SimpleNamespace
 
     from model.reproduce import Run, run_id
+    from model.training import TrainConfig
 
-    assert run_id(Run("sasrec", {}, 0), SimpleNamespace(hash="abc"), ReproduceSpec()) == "e5cfd345c2cd95f36b15d5c7"
+    data, run = SimpleNamespace(hash="abc"), Run("sasrec", {}, 0)
+    assert run_id(run, data, ReproduceSpec(train=TrainConfig(loss_scale="batch"))) == "e5cfd345c2cd95f36b15d5c7"
+    assert run_id(run, data, ReproduceSpec()) != "e5cfd345c2cd95f36b15d5c7"
 
 
 def test_improvement_and_claims_by_hand():
