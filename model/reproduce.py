@@ -148,16 +148,17 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     return report
 
 
-_LATER_DEFAULTS = {"batching": "bucket", "loss_scale": "batch"}
+# training settings added after runs were cached, with the value those runs were trained with
+_ADDED_LATER = {"batching": "bucket", "loss_scale": "batch"}
 
 
 def run_id(r: Run, data: PreparedDataset, spec: ReproduceSpec) -> str:
     """Hash of everything that determines a run's result (the seed is part of the run's key); only the progress
     display is left out. The code version is not in it: use a new DIR after changing a model."""
     train = {k: v for k, v in dataclasses.asdict(spec.train).items() if k not in ("progress", "seed")}
-    # settings added after runs were cached: left out at their default, so those runs keep their ids
-    for key, default in _LATER_DEFAULTS.items():
-        if train.get(key) == default:
+    # left out of the hash at that value, so the runs cached before them keep their ids
+    for key, old_value in _ADDED_LATER.items():
+        if train.get(key) == old_value:
             del train[key]
     what = {"data": data.hash, "run": r.key, "train": train, "sampled_negatives": spec.sampled_negatives}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
