@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.batching import FeatureView, TrainBatches  # noqa: E402
+from model.batching import FeatureView  # noqa: E402
 from model.benchmark import fit_features  # noqa: E402
 from model.data.prepare import prepare  # noqa: E402
 from model.registry import build  # noqa: E402
@@ -51,8 +51,7 @@ def main() -> None:
         model.to(device)
         model.fit_statistics(data, features)
         opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
-        budget = cfg.batch_token_budget(model.n_items)
-        batches = TrainBatches(data, features, cfg.batch_size, model.max_len, budget, bucket=cfg.batching == "bucket")
+        batches = cfg.batches(data, features, model)
         done, elapsed = 0, 0.0
         for i, batch in enumerate(batches):
             if a.batches is not None and i >= a.batches:

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.batching import FeatureView, TrainBatches  # noqa: E402
+from model.batching import FeatureView  # noqa: E402
 from model.benchmark import fit_features  # noqa: E402
 from model.data.prepare import prepare  # noqa: E402
 from model.nn.short_term import sliding_windows  # noqa: E402
@@ -55,7 +55,6 @@ def main() -> None:
     model.fit_statistics(data, features)
     model.train()
     cfg = TrainConfig()
-    budget = cfg.batch_token_budget(model.n_items)
     n = model.config.short_len
 
     def long_term(batch):
@@ -71,7 +70,7 @@ def main() -> None:
     print(f"{a.model}, {data.sequences.n_users} users, {data.sequences.n_items} items, {a.threads} threads; forward + backward, median of {a.repeats}")
     print("batch (B x L)   targets   long-term GRU   short-term windows   whole loss")
     totals = [0.0, 0.0, 0.0]
-    for i, batch in enumerate(TrainBatches(data, features, cfg.batch_size, model.max_len, budget)):
+    for i, batch in enumerate(cfg.batches(data, features, model)):
         if i >= a.batches:
             break
         secs = [median_seconds(lambda f=f: f(batch), a.repeats) for f in (long_term, short_term, whole)]

@@ -57,6 +57,11 @@ class TrainConfig:
         if self.loss_scale not in ("batch", "target"):
             raise ValueError(f"loss_scale must be 'batch' or 'target', got {self.loss_scale!r}")
 
+    def batches(self, data: PreparedDataset, features: FeatureView, model: Recommender) -> TrainBatches:
+        """The training batches this configuration gives ``model`` (the trainer's and the benchmarks')."""
+        budget = self.batch_token_budget(model.n_items)
+        return TrainBatches(data, features, self.batch_size, model.max_len, budget, seed=self.seed, bucket=self.batching == "bucket")
+
     def batch_token_budget(self, n_items: int) -> int:
         """Max B * L of a training batch for a catalogue of ``n_items``: ``token_budget``, lowered so that one
         batch's catalogue logits stay under ``logit_budget``."""
@@ -99,7 +104,7 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
 
     lr = cfg.lr if cfg.lr is not None else model.default_lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    batches = TrainBatches(data, features, cfg.batch_size, model.max_len, cfg.batch_token_budget(model.n_items), seed=cfg.seed, bucket=cfg.batching == "bucket")
+    batches = cfg.batches(data, features, model)
     targets_per_random_batch = cfg.batch_size * batches.n_targets / max(1, len(batches.users))
     best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
     history, epoch_seconds, stale = [], [], 0
