@@ -18,6 +18,14 @@ def ml100k_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fetch("ml-100k", dest=tmp_path_factory.mktemp("data"))
 
 
+@pytest.fixture(scope="session")
+def tiny_artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real trained tiny DiffLSRec artifact (tests/stream/helpers.py), built once per session."""
+    from tests.stream.helpers import build_tiny_artifact
+
+    return build_tiny_artifact(tmp_path_factory.mktemp("artifact") / "tiny", seed=0)
+
+
 @pytest.fixture
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh DIFFLSREC_HOME so caches, registries and runs never touch the user's own."""

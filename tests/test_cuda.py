@@ -19,10 +19,9 @@ from model.batching import FeatureView, eval_batches
 from model.evaluation import evaluate
 from model.registry import available, build
 from model.training import TrainConfig, train
-from stream.engine import Engine, ModelBundle, SourcedEvent
-from stream.schemas import InteractionEvent
+from stream.engine import Engine, ModelBundle
 from tests.model.toy import toy_dataset, toy_stats
-from tests.stream.helpers import TINY, build_tiny_artifact, make_events
+from tests.stream.helpers import TINY, as_sourced, make_events
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -94,22 +93,13 @@ def test_artifact_trained_on_cuda_loads_on_cpu_and_back(tmp_path):
         torch.testing.assert_close(a, b.cpu(), rtol=0, atol=0, msg=k)
 
 
-@pytest.fixture(scope="module")
-def tiny_artifact_dir(tmp_path_factory):
-    return build_tiny_artifact(tmp_path_factory.mktemp("artifact") / "tiny", seed=0)
-
-
-def _sourced(events: list[dict]) -> list[SourcedEvent]:
-    return [SourcedEvent(InteractionEvent.model_validate(e), "interactions", 0, k, 0) for k, e in enumerate(events)]
-
-
 @pytest.mark.parametrize("fuse_every_event", [True, False], ids=["every-event", "per-user"])
 def test_engine_on_cuda_serves_what_the_cpu_engine_serves(tiny_artifact_dir, fuse_every_event):
     """The worker's engine with the model on the GPU (stepper under TorchScript, traced fusion, both
     checked against eager at load; FAISS on the host): same lists, same scores, same user states."""
     gpu, cpu = ModelBundle.load(tiny_artifact_dir, device="cuda"), ModelBundle.load(tiny_artifact_dir, device="cpu")
     assert gpu.device.type == "cuda"
-    events = _sourced(make_events(n_users=6, per_user=9, seed=4))
+    events = as_sourced(make_events(n_users=6, per_user=9, seed=4))
     outputs = []
     for bundle in (gpu, cpu):
         engine, states, recs = Engine(bundle, top_n=5, fuse_every_event=fuse_every_event), {}, []

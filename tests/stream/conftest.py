@@ -1,15 +1,11 @@
-"""Fixtures of the stream tests: tiny trained artifacts, built once per session."""
+"""Fixtures of the stream tests: a second tiny trained artifact (the first, ``tiny_artifact_dir``, is in
+tests/conftest.py: tests/test_cuda.py uses it too)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.stream.helpers import build_tiny_artifact
-
-
-@pytest.fixture(scope="session")
-def tiny_artifact_dir(tmp_path_factory):
-    return build_tiny_artifact(tmp_path_factory.mktemp("artifact") / "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ from model.artifact import Artifact, load_artifact, save_artifact
 from model.batching import collate
 from model.registry import build
 from model.training import TrainConfig, train
+from stream.engine import SourcedEvent
+from stream.schemas import InteractionEvent
 from tests.model.toy import toy_dataset, toy_stats
 
 TINY = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
@@ -27,6 +29,11 @@ def build_tiny_artifact(path: Path, seed: int = 0, epochs: int = 2) -> Path:
     train(model, data, stats, TrainConfig(epochs=epochs, progress=False, device="cpu", seed=seed))
     save_artifact(path, model, stats, data.sequences.item_ids, data_hash=data.hash, split="loo")
     return path
+
+
+def as_sourced(events: list[dict], start_offset: int = 0, partition: int = 0, topic: str = "interactions") -> list[SourcedEvent]:
+    """Events as the engine receives them: validated, at consecutive offsets of one partition."""
+    return [SourcedEvent(InteractionEvent.model_validate(e), topic, partition, start_offset + k, 0) for k, e in enumerate(events)]
 
 
 def offline_top_n(artifact: Artifact, items: list[str], times: list[float], n: int = 10, exclude_seen: bool = True) -> tuple[list[str], np.ndarray]:

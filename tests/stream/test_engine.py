@@ -9,9 +9,9 @@ import torch
 
 from model.online import Fusion, LongTermStepper
 from stream.engine import Engine, ModelBundle, SourcedEvent
-from stream.schemas import InteractionEvent, Recommendation, dump_recommendation
+from stream.schemas import Recommendation, dump_recommendation
 from stream.state import decode_state, encode_state
-from tests.stream.helpers import make_events, offline_state, offline_top_n, streams_of
+from tests.stream.helpers import make_events, offline_state, offline_top_n, as_sourced, streams_of
 
 TOPIC = "interactions"
 
@@ -19,10 +19,6 @@ TOPIC = "interactions"
 @pytest.fixture(scope="module")
 def bundle(tiny_artifact_dir):
     return ModelBundle.load(tiny_artifact_dir)
-
-
-def _sourced(events: list[dict], start_offset: int = 0, partition: int = 0) -> list[SourcedEvent]:
-    return [SourcedEvent(InteractionEvent.model_validate(e), TOPIC, partition, start_offset + k, 0) for k, e in enumerate(events)]
 
 
 def _run(engine: Engine, sourced: list[SourcedEvent], batch_sizes: list[int], states=None):
@@ -61,7 +57,7 @@ def test_every_event_matches_offline_scoring_of_its_prefix(bundle, batch_sizes):
     to that event (seen items excluded), however the events are cut into micro-batches."""
     engine = Engine(bundle, top_n=5, fuse_every_event=True)
     events = make_events(n_users=4, per_user=9, seed=1)
-    recs, _ = _run(engine, _sourced(events), batch_sizes)
+    recs, _ = _run(engine, as_sourced(events), batch_sizes)
     assert len(recs) == len(events)
     prefix: dict[str, list[dict]] = {}
     for event, rec in zip(events, recs):
@@ -77,7 +73,7 @@ def test_every_event_matches_offline_scoring_of_its_prefix(bundle, batch_sizes):
 def test_a_users_events_in_one_batch_share_the_list_after_the_last_of_them(bundle):
     engine = Engine(bundle, top_n=5)  # the default: one fused list per user per batch
     events = make_events(n_users=1, per_user=3, seed=2) + make_events(n_users=1, per_user=1, seed=3, prefix="v")
-    recs, _ = _run(engine, _sourced(events), [4])
+    recs, _ = _run(engine, as_sourced(events), [4])
     u_recs = [r for r in recs if r["user_id"] == "u0"]
     assert [r["event_id"] for r in u_recs] == ["u0-e0", "u0-e1", "u0-e2"]  # one message per event
     ids, _ = offline_top_n(bundle.artifact, [e["item_id"] for e in events[:3]], [e["timestamp"] for e in events[:3]], n=5)
@@ -92,7 +88,7 @@ def test_a_users_events_in_one_batch_share_the_list_after_the_last_of_them(bundl
 
 def test_replayed_events_do_not_advance_the_state(bundle):
     engine = Engine(bundle, top_n=5)
-    sourced = _sourced(make_events(n_users=3, per_user=4, seed=4))
+    sourced = as_sourced(make_events(n_users=3, per_user=4, seed=4))
     _, states = _run(engine, sourced, [7, 5])
     before = {u: encode_state(s) for u, s in states.items()}
     # at-least-once redelivery: the same offsets again, in other batch shapes
@@ -114,7 +110,7 @@ def test_unknown_items_are_kept_but_do_not_move_the_model_state(bundle):
         {"user_id": "n", "item_id": "brand-new-2", "timestamp": 1_000_090_000, "event_id": "c"},
         {"user_id": "n", "item_id": "i4", "timestamp": 1_000_090_060, "event_id": "d"},
     ]
-    recs, states = _run(engine, _sourced(events), [1, 1, 1, 1])
+    recs, states = _run(engine, as_sourced(events), [1, 1, 1, 1])
     # a new user with no known item: the most popular training items
     popular = [bundle.artifact.item_ids[d] for d in bundle.popular[:5]]
     assert recs[0]["strategy"] == "popularity" and [i["item_id"] for i in recs[0]["items"]] == popular
@@ -130,11 +126,11 @@ def test_unknown_items_are_kept_but_do_not_move_the_model_state(bundle):
 
 def test_a_state_from_another_model_version_is_reencoded_from_its_history(bundle, other_artifact_dir):
     events = make_events(n_users=2, per_user=6, seed=5)
-    _, states = _run(Engine(bundle), _sourced(events[:-2]), [10])
+    _, states = _run(Engine(bundle), as_sourced(events[:-2]), [10])
     new_bundle = ModelBundle.load(other_artifact_dir)
     assert new_bundle.version != bundle.version
     engine = Engine(new_bundle, top_n=5, fuse_every_event=True)
-    result = engine.process(_sourced(events[-2:], start_offset=10), states)
+    result = engine.process(as_sourced(events[-2:], start_offset=10), states)
     assert result.counts.reencoded == 2
     for user, stream in streams_of(events).items():
         state = result.states[user]
@@ -149,7 +145,7 @@ def test_a_state_from_another_model_version_is_reencoded_from_its_history(bundle
 def test_history_is_bounded_and_exclusions_follow_it(bundle):
     engine = Engine(bundle, top_n=25, history_len=5)
     events = [{"user_id": "b", "item_id": f"i{k}", "timestamp": 1_000_000_000 + 60 * k, "event_id": f"b{k}"} for k in range(1, 13)]
-    recs, states = _run(engine, _sourced(events), [4, 8])
+    recs, states = _run(engine, as_sourced(events), [4, 8])
     state = states["b"]
     assert state.history == [f"i{k}" for k in range(8, 13)] and state.event_count == 12 and len(state.history_times) == 5
     listed = {i["item_id"] for i in recs[-1]["items"]}
@@ -159,7 +155,7 @@ def test_history_is_bounded_and_exclusions_follow_it(bundle):
 
 def test_inputs_are_not_mutated_and_outputs_round_trip(bundle):
     engine = Engine(bundle)
-    sourced = _sourced(make_events(n_users=3, per_user=3, seed=6))
+    sourced = as_sourced(make_events(n_users=3, per_user=3, seed=6))
     _, states = _run(engine, sourced[:5], [5])
     stored = {u: decode_state(encode_state(s)) for u, s in states.items()}
     snapshot = {u: encode_state(s) for u, s in stored.items()}
