@@ -264,6 +264,8 @@ def run_bench(cfg: BenchConfig, out: Path | None = None) -> list[PhaseResult]:
     results: list[PhaseResult] = []
     own_cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     workdir = Path(tempfile.mkdtemp(prefix="difflsrec-bench-"))
+    if cfg.profile_dir is not None:
+        cfg.profile_dir.mkdir(parents=True, exist_ok=True)  # each process dumps its profile there on exit
     try:
         with _broker(cfg.bootstrap) as (bootstrap, broker):
             if cfg.broker_warmup > 0:
