@@ -21,8 +21,6 @@ personalised chain weights, the item bias. Differences:
 * The history set is the prefix up to the scored position (causal), not the user's whole training set.
 * ``max_len=None``: the similarity term needs the whole history; training batches are bounded by the
   trainer's token budget instead.
-
-Also holds two helpers shared with HGN and MARank: :class:`UserTable` and :func:`windows`.
 """
 
 from __future__ import annotations
@@ -33,56 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.baselines.parts import UserTable, fit_user_tables, windows
 from model.batching import SeqBatch
 from model.losses import catalogue_scores, full_softmax_ce
+from model.nn.embedding import normal_padded_
 from model.registry import Recommender, register
-
-
-class UserTable(nn.Module):
-    """Per-user parameters, one row per dense user id.
-
-    The registry builds models from ``(n_items, config, stats)`` only, so the number of users is either
-    given as ``config.n_users`` or taken from the training data in ``fit_statistics`` (the trainer calls it
-    before building the optimiser); the owner then writes it into its config, so a saved artifact rebuilds
-    the same shape. Ids beyond the table (users who arrived after training) read a row of zeros.
-    """
-
-    def __init__(self, n_users: int | None, dim: int, std: float = 0.02, init: float | None = None):
-        super().__init__()
-        self.dim, self.std, self.init = dim, std, init
-        self.weight = nn.Parameter(self._new(n_users or 0, torch.device("cpu")))
-
-    def _new(self, n: int, device) -> torch.Tensor:
-        if self.init is not None:
-            return torch.full((n, self.dim), self.init, device=device)
-        return torch.randn(n, self.dim, device=device) * self.std
-
-    def resize(self, n_users: int) -> None:
-        if n_users != self.weight.shape[0]:
-            self.weight = nn.Parameter(self._new(n_users, self.weight.device))
-
-    def forward(self, users: torch.Tensor) -> torch.Tensor:
-        n = self.weight.shape[0]
-        if n == 0:
-            return self.weight.new_zeros(*users.shape, self.dim)
-        known = (users < n).unsqueeze(-1)
-        return self.weight[users.clamp(max=n - 1)] * known
-
-
-def fit_user_tables(model: Recommender, data, *tables: UserTable) -> None:
-    """Size ``tables`` to the dataset's users unless the config fixed ``n_users`` (then keep it)."""
-    if model.config.n_users is None:
-        model.config.n_users = int(data.sequences.n_users)
-    for t in tables:
-        t.resize(model.config.n_users)
-
-
-def windows(x: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, L, ...) left-padded per-position tensor -> (B, L, n, ...): at position t the entries of positions
-    t-n+1..t, oldest first (zeros before the row start). A view of the padded input, no copy."""
-    pad = [0, 0] * (x.dim() - 2) + [n - 1, 0]
-    w = F.pad(x, pad).unfold(1, n, 1)  # (B, L, ..., n)
-    return w.movedim(-1, 2)
 
 
 @dataclass
@@ -108,12 +61,8 @@ class Fossil(Recommender):
         self.beta = nn.Embedding(n_items + 1, 1, padding_idx=0)
         self.eta = nn.Parameter(torch.ones(c.L))  # global chain weights, eta_1 = most recent item
         self.eta_u = UserTable(c.n_users, c.L, init=0.0)  # personalised offsets, start at the global chain
-        for emb in (self.P, self.Q):
-            nn.init.normal_(emb.weight, std=0.02)
+        normal_padded_(self.P, self.Q, std=0.02)
         nn.init.zeros_(self.beta.weight)
-        with torch.no_grad():
-            self.P.weight[0].zero_()
-            self.Q.weight[0].zero_()
 
     def fit_statistics(self, data, features) -> None:
         fit_user_tables(self, data, self.eta_u)

@@ -12,6 +12,7 @@ from torch import nn
 
 from model.batching import SeqBatch, last_real, left_align
 from model.losses import catalogue_scores, full_softmax_ce
+from model.nn.embedding import normal_padded_
 from model.registry import Recommender, register
 
 
@@ -41,9 +42,7 @@ class GRU4Rec(Recommender):
         self.gru = nn.GRU(c.d, hidden, c.n_layers, batch_first=True, dropout=c.dropout if c.n_layers > 1 else 0.0)
         self.dense = nn.Linear(hidden, c.d) if hidden != c.d else nn.Identity()
         # small embeddings keep initial logits near uniform; the GRU keeps PyTorch's default init
-        nn.init.normal_(self.item_emb.weight, std=0.02)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+        normal_padded_(self.item_emb, std=0.02)
 
     def encode(self, items: torch.Tensor) -> torch.Tensor:
         """(B, L) left-aligned items -> (B, L, d) representation after each item."""

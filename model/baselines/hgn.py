@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.baselines.fossil import UserTable, fit_user_tables, windows
+from model.baselines.parts import UserTable, fit_user_tables, windows
 from model.batching import SeqBatch
 from model.losses import catalogue_scores, full_softmax_ce
+from model.nn.embedding import normal_padded_
 from model.registry import Recommender, register
 
 
@@ -59,12 +60,8 @@ class HGN(Recommender):
         self.g2 = nn.Linear(c.d, c.d)  # W_g2 and b_g
         self.g3 = nn.Linear(c.d, 1, bias=False)  # w_g3
         self.g4 = nn.Linear(c.d, c.L, bias=False)  # W_g4: one user-dependent offset per window slot
-        for emb in (self.item_in, self.item_out):
-            nn.init.normal_(emb.weight, std=0.02)
+        normal_padded_(self.item_in, self.item_out, std=0.02)
         nn.init.zeros_(self.bias.weight)
-        with torch.no_grad():
-            self.item_in.weight[0].zero_()
-            self.item_out.weight[0].zero_()
 
     def fit_statistics(self, data, features) -> None:
         fit_user_tables(self, data, self.user)

@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.baselines.fossil import UserTable, fit_user_tables, windows
+from model.baselines.parts import UserTable, fit_user_tables, windows
 from model.batching import SeqBatch
 from model.losses import catalogue_scores, full_softmax_ce
+from model.nn.embedding import normal_padded_
 from model.registry import Recommender, register
 
 
@@ -97,11 +98,7 @@ class MARank(Recommender):
         self.order_C = nn.Linear(c.d, c.d)
         self.order_w = nn.Linear(c.d, 1, bias=False)
         self.union = nn.ModuleList(Residual(c.d, c.dropout) for _ in range(c.n_union))
-        for emb in (self.Q, self.M):
-            nn.init.normal_(emb.weight, std=0.02)
-        with torch.no_grad():
-            self.Q.weight[0].zero_()
-            self.M.weight[0].zero_()
+        normal_padded_(self.Q, self.M, std=0.02)
 
     def fit_statistics(self, data, features) -> None:
         fit_user_tables(self, data, self.user)

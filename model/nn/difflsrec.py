@@ -32,6 +32,7 @@ from model.batching import SeqBatch
 from model.features import FeatureStats
 from model.losses import catalogue_ce, catalogue_scores
 from model.nn.denoiser import GuidanceScale, NoiseNet, TokenCondition
+from model.nn.embedding import normal_padded_
 from model.nn.long_term import TimeFreqGRU
 from model.nn.schedule import NoiseSchedule
 from model.nn.short_term import ShortTermEncoder, last_window, sliding_windows
@@ -104,9 +105,7 @@ class DiffLSRec(Recommender):
         super().__init__(n_items, config, stats)
         d = config.d
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
-        nn.init.normal_(self.item_emb.weight, std=0.1)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
+        normal_padded_(self.item_emb, std=0.1)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.long = TimeFreqGRU(d, stats.n_freq_buckets, config.freq_emb_std)
         self.short = ShortTermEncoder(d)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.nn.embedding import normal_padded_
+
 
 class TimeFreqGRU(nn.Module):
     def __init__(self, d: int, n_freq_buckets: int, freq_emb_std: float = 0.1):
@@ -33,9 +35,7 @@ class TimeFreqGRU(nn.Module):
         self.freq_emb = nn.Embedding(n_freq_buckets + 1, d, padding_idx=0)  # e_{f_i}
         # torch's default N(0, 1) makes W_m e_f ~10x the item's share of the candidate's pre-activation at
         # init (item embeddings have std 0.1): the state would start out tracking popularity, not items
-        nn.init.normal_(self.freq_emb.weight, std=freq_emb_std)
-        with torch.no_grad():
-            self.freq_emb.weight[0].zero_()  # the padding row
+        normal_padded_(self.freq_emb, std=freq_emb_std)
         self.time_gate = nn.Linear(1, d)  # W_tau, b_tau
         self.freq_gate = nn.Linear(d, d)  # W_f, b_f
         self.decay = nn.Linear(2 * d, d)  # W_delta, b_delta

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from model import registry
-from model.baselines.diffrec import Diffusion, DiffRec
-from model.baselines.fossil import Fossil, UserTable, windows
+from model.baselines.diffrec import DiffRec, Diffusion
+from model.baselines.fossil import Fossil
 from model.baselines.hgn import HGN
 from model.baselines.marank import MARank
+from model.baselines.parts import UserTable, windows
 from model.batching import FeatureView, SeqBatch, TrainBatches
 from model.data.dataset import PreparedDataset, Sequences, Split
 from model.evaluation import evaluate
