@@ -51,7 +51,7 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
 
 
 BATCHING_HELP = "bucket: users of similar length batched together under a token budget | random: batch-size random users, lengths mixed, as the reference SASRec code"
-LOSS_SCALE_HELP = "target: every training target weighs the same whatever its batch | batch: each step minimises its batch's mean loss (the default before 2026-11-27)"
+LOSS_SCALE_HELP = "target: every training target (DiffRec: every user) weighs the same whatever its batch | batch: each step minimises its batch's mean loss (the default before 2026-11-27)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 

@@ -33,6 +33,10 @@ class Recommender(nn.Module):
     preset: ClassVar[dict] = {}  # config defaults of a named variant (e.g. an ablation of the same class)
     search_space: ClassVar[dict[str, list]] = {}  # hyper-parameter -> candidates for model/tuning.py
     default_lr: ClassVar[float] = 1e-3  # Adam's learning rate when the run does not set one (chosen on validation)
+    # What :meth:`loss` averages over: "target" (one term per next-item prediction, every prefix) or "user"
+    # (one term per history: DiffRec reconstructs a user's whole interaction vector). The trainer's
+    # loss_scale="target" makes each of these units weigh the same whatever batch it falls in.
+    loss_unit: ClassVar[str] = "target"
 
     def __init__(self, n_items: int, config: Any, stats: FeatureStats):
         super().__init__()

@@ -105,7 +105,9 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
     lr = cfg.lr if cfg.lr is not None else model.default_lr
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     batches = cfg.batches(data, features, model)
-    targets_per_random_batch = cfg.batch_size * batches.n_targets / max(1, len(batches.users))
+    per_user = model.loss_unit == "user"
+    # the loss units a batch of batch_size random users holds on average: the scale's denominator
+    units_per_random_batch = cfg.batch_size * (1.0 if per_user else batches.n_targets / max(1, len(batches.users)))
     best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
     history, epoch_seconds, stale = [], [], 0
 
@@ -117,7 +119,8 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
         for batch in bar:
             loss, logs = model.loss(batch.to(device))
             if cfg.loss_scale == "target":
-                loss = loss * (int((batch.targets > 0).sum()) / targets_per_random_batch)
+                units = batch.items.shape[0] if per_user else int((batch.targets > 0).sum())
+                loss = loss * (units / units_per_random_batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{model.name}: non-finite loss at epoch {epoch}: {logs}")
             opt.zero_grad(set_to_none=True)

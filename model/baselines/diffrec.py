@@ -167,6 +167,7 @@ class DiffRec(Recommender):
     name = "diffrec"
     Config = Config
     search_space = {"noise_scale": [0.001, 0.005, 0.01], "steps": [5, 40, 100], "dropout": [0.3, 0.5]}
+    loss_unit = "user"  # the loss is a mean over users (a whole interaction vector each), as in the paper
     history_per_step = 10  # losses remembered per t for importance sampling
 
     def __init__(self, n_items, config, stats):

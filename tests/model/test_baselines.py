@@ -244,6 +244,24 @@ def test_target_loss_scale_weighs_each_target_alike():
         TrainConfig(loss_scale="sum")
 
 
+def test_target_loss_scale_weighs_each_user_alike_for_a_per_user_loss():
+    """DiffRec's loss is a mean over users, so loss_scale="target" weighs users, not targets: with every
+    batch full (2 users of 4) training equals the plain batch mean even though the histories differ in
+    length (weighing by targets would give the users with long histories more weight)."""
+    from model.baselines.diffrec import DiffRec
+    from model.training import TrainConfig, train
+
+    def trained(loss_scale):
+        data = make_data([[1, 2, 3, 4], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [9, 8, 7, 6], [2, 4, 6, 8, 10, 12, 14, 16, 18]], N_ITEMS)
+        torch.manual_seed(0)
+        model = DiffRec(N_ITEMS, DiffRec.Config(steps=5, emb_size=4, dims=(16,)), fit_stats(data))
+        train(model, data, fit_stats(data), TrainConfig(epochs=2, batch_size=2, device="cpu", progress=False, loss_scale=loss_scale))
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert DiffRec.loss_unit == "user"
+    assert torch.equal(trained("batch"), trained("target"))
+
+
 def test_random_batching_mixes_lengths_and_ignores_the_budget():
     """bucket=False: consecutive batch_size users of one permutation (each user once per epoch), lengths
     mixed, no token budget; the default buckets similar lengths under the budget."""
