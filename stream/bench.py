@@ -300,16 +300,30 @@ def _print(r: PhaseResult) -> None:
         print("            latency p50/p99/max (ms): " + ", ".join(f"{k} {v['p50']:.1f}/{v['p99']:.1f}/{v['max']:.0f}" for k, v in r.segments_ms.items()), flush=True)
 
 
-def _summary(results: list[PhaseResult]) -> None:
-    """Per load: the median events/s of each mode over its runs, and their ratio."""
+def summary_lines(results: list[PhaseResult]) -> list[str]:
+    """Per load: the median events/s of each mode over its runs and their ratio; with several `max` runs also
+    the ratio pair by pair (the i-th run of each mode ran back to back), since one machine's speed drifts
+    between runs by more than most differences measured here."""
+    lines = []
     for load in dict.fromkeys(r.load for r in results):
         rates = {mode: [r.events_per_s for r in results if r.load == load and r.mode == mode] for mode in ("passthrough", "worker")}
         if rates["passthrough"] and rates["worker"]:
             p, w = float(np.median(rates["passthrough"])), float(np.median(rates["worker"]))
             cpu = {mode: float(np.median([r.cpu_us_per_event for r in results if r.load == load and r.mode == mode])) for mode in rates}
             runs = f" (medians of {len(rates['worker'])} runs)" if len(rates["worker"]) > 1 else ""
-            print(
+            lines.append(
                 f"load {load:>5s}: worker {w:.0f} / pass-through {p:.0f} events/s = {100 * w / p:.0f} %; "
-                f"CPU {cpu['worker']:.0f} / {cpu['passthrough']:.0f} us per event{runs}",
-                flush=True,
+                f"CPU {cpu['worker']:.0f} / {cpu['passthrough']:.0f} us per event{runs}"
             )
+            pairs = [100 * wr / pr for wr, pr in zip(rates["worker"], rates["passthrough"])]
+            if len(pairs) > 1:
+                lines.append(
+                    f"           pair by pair: {', '.join(f'{x:.0f}' for x in pairs)} % "
+                    f"(median {np.median(pairs):.0f} %, range {min(pairs):.0f}-{max(pairs):.0f} %)"
+                )
+    return lines
+
+
+def _summary(results: list[PhaseResult]) -> None:
+    for line in summary_lines(results):
+        print(line, flush=True)

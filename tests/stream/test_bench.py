@@ -8,12 +8,26 @@ import json
 import numpy as np
 import pytest
 
-from stream.bench import BenchConfig, run_bench
+from stream.bench import BenchConfig, PhaseResult, run_bench, summary_lines
 from stream.bench_swap import SwapConfig, run_swap
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
+def test_summary_gives_medians_and_the_ratio_pair_by_pair():
+    def run(mode, rate, cpu):
+        return PhaseResult(mode=mode, load="max", events=100, answered=100, seconds=1.0, events_per_s=rate, cpu_us_per_event=cpu)
+
+    # three alternating pairs, as `--repeat 3` runs them
+    results = [run("passthrough", 3000, 300), run("worker", 2400, 400), run("passthrough", 4000, 250), run("worker", 2000, 450),
+               run("passthrough", 2000, 350), run("worker", 2200, 380)]
+    head, pairs = summary_lines(results)
+    assert head == "load   max: worker 2200 / pass-through 3000 events/s = 73 %; CPU 400 / 300 us per event (medians of 3 runs)"
+    assert pairs.split(": ", 1)[1] == "80, 50, 110 % (median 80 %, range 50-110 %)"
+    assert summary_lines(results[:2]) == ["load   max: worker 2400 / pass-through 3000 events/s = 80 %; CPU 400 / 300 us per event"]
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
 def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_artifact_dir, ml100k_file, isolated_home, tmp_path):
     out = tmp_path / "bench.json"
     cfg = BenchConfig(
@@ -41,6 +55,8 @@ def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_arti
     assert len(json.loads(out.read_text())["results"]) == 4
 
 
+@pytest.mark.kafka
+@pytest.mark.slow
 def test_bench_swap_measures_latency_around_a_hot_swap(kafka_bootstrap, tiny_artifact_dir, ml100k_file, isolated_home, tmp_path):
     report = run_swap(SwapConfig(artifact=tiny_artifact_dir, ratings=ml100k_file, rate=100, seconds=10, warmup=1, partitions=2, bootstrap=kafka_bootstrap), tmp_path)
     assert report["answered"] == report["events"] == 1000 and report["complete"]
