@@ -50,6 +50,10 @@ class Config:
     qkv_init: str = "normal"
     # LayerNorm's epsilon: torch's 1e-5, or the reference implementations' 1e-8
     ln_eps: float = 1e-5
+    # Dropout on the attention sub-layer's output before its residual: the paper's block equation has it; the
+    # reference implementations (TF original, pmixer, Klenitskiy & Vasilev) have none there, only dropout on
+    # the attention weights (inside torch's MultiheadAttention) and around the feed-forward layer
+    attn_output_dropout: bool = True
 
     def __post_init__(self):
         if self.block not in ("pre", "reference"):
@@ -75,6 +79,7 @@ class Block(nn.Module):
         if c.block not in ("pre", "reference"):
             raise ValueError(f"block must be 'pre' or 'reference', got {c.block!r}")
         self.reference = c.block == "reference"
+        self.attn_out_drop = self.drop if c.attn_output_dropout else nn.Identity()
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         B, L, d = t.shape
@@ -90,7 +95,7 @@ class Block(nn.Module):
         else:
             q, k, v = self.qkv(normed).chunk(3, dim=-1)
         a = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), is_causal=True, dropout_p=self.p if self.training else 0.0)
-        x = (normed if self.reference else x) + self.drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
+        x = (normed if self.reference else x) + self.attn_out_drop(self.proj(a.transpose(1, 2).reshape(B, L, d)))
         h = self.ln2(x)
         return (h if self.reference else x) + self.drop(self.ff(h))
 

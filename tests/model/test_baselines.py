@@ -188,6 +188,24 @@ def test_sasrec_truncates_to_max_len():
     assert torch.allclose(model.score(padded_batch([history], L=20)), model.score(padded_batch([history[-16:]], L=16)), atol=1e-5)
 
 
+def test_sasrec_attention_output_dropout_can_be_left_out_as_in_the_reference_code():
+    """attn_output_dropout=False: dropout only on the attention weights and around the feed-forward layer (the
+    reference implementations); the same weights give the same outputs once dropout is off."""
+    def model(flag):
+        torch.manual_seed(0)
+        return SASRec(N_ITEMS, SASRec.Config(d=16, max_len=16, block="reference", dropout=0.5, attn_output_dropout=flag), STATS)
+
+    calls = {}
+    batch = padded_batch([[1, 2, 3, 4, 5], [6, 7, 8]], L=6)
+    for flag in (True, False):
+        m = model(flag).train()
+        calls[flag] = 0
+        m.blocks[0].drop.register_forward_hook(lambda *_, f=flag: calls.__setitem__(f, calls[f] + 1))
+        m.encode(torch.tensor([[1, 2, 3, 4, 5, 0], [6, 7, 8, 0, 0, 0]]))  # left-aligned, as loss() passes them
+    assert calls == {True: 2, False: 1}  # per block forward: attention output and feed-forward, or feed-forward only
+    assert torch.equal(model(True).eval().score(batch), model(False).eval().score(batch))
+
+
 def test_sasrec_xavier_qkv_init_matches_multihead_attention_and_leaves_the_rest():
     torch.manual_seed(0)
     normal = SASRec(N_ITEMS, SASRec.Config(d=64, n_blocks=2), STATS)
