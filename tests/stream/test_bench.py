@@ -1,5 +1,6 @@
 """The two streaming benchmarks run end to end on small settings (their numbers are not asserted: a
-benchmark is a script that prints numbers, and this machine's load varies)."""
+benchmark is a script that prints numbers, and this machine's load varies); the summary's arithmetic is
+checked on made-up results."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 from stream.bench import BenchConfig, PhaseResult, run_bench, summary_lines
 from stream.bench_swap import SwapConfig, run_swap
-
 
 
 def test_summary_gives_medians_and_the_ratio_pair_by_pair():
