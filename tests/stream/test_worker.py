@@ -42,10 +42,12 @@ def _assert_state(worker, artifact, stream, context: str = "") -> dict:
     return state
 
 
-def _assert_every_event_answered(recommendations, events, context: str = "") -> None:
+def _assert_every_event_answered(deployment: Deployment, events) -> None:
+    recommendations = deployment.recommendations
+    missing = [event["event_id"] for event in events if not recommendations.get(event["event_id"])]
+    assert not missing, f"no recommendation for {missing[:20]}\n{deployment.diagnose(events)}\n{deployment.logs()}"
     for event in events:
-        recs = recommendations.get(event["event_id"])
-        assert recs, f"no recommendation for {event['event_id']} {context}"
+        recs = recommendations[event["event_id"]]
         # duplicates only as at-least-once allows: redeliveries of the same record
         assert len({(r.source.topic, r.source.partition, r.source.offset) for r in recs}) == 1, [r.source for r in recs]
 
@@ -72,7 +74,7 @@ def served(kafka_bootstrap, tiny_artifact_dir, tmp_path_factory):
 
 def test_every_event_gets_a_recommendation_and_states_are_right(served, tiny_artifact_dir):
     events, recommendations, worker = served["events"], served["recommendations"], served["worker"]
-    _assert_every_event_answered(recommendations, events, served["deployment"].logs())
+    _assert_every_event_answered(served["deployment"], events)
     assert sum(len(r) for r in recommendations.values()) == len(events)  # no restart here: no duplicates at all
     artifact = load(tiny_artifact_dir)
     for stream in streams_of(events).values():
@@ -141,7 +143,7 @@ def test_http_views_and_metrics(served):
     ],
 )
 def test_restart_mid_stream_loses_no_event_and_applies_none_twice(how, kafka_bootstrap, tiny_artifact_dir, tmp_path):
-    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path)
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path, log_every=5)  # counters in the logs, for a failure
     try:
         port = find_free_port()
         worker = deployment.start_worker("w", port)
@@ -159,7 +161,7 @@ def test_restart_mid_stream_loses_no_event_and_applies_none_twice(how, kafka_boo
         restarted = deployment.start_worker("w", port)
         producing.join()
         recommendations = deployment.collect({e["event_id"] for e in events})
-        _assert_every_event_answered(recommendations, events, deployment.logs())
+        _assert_every_event_answered(deployment, events)
         artifact = load(tiny_artifact_dir)
         for stream in streams_of(events).values():
             _assert_state(restarted, artifact, stream, deployment.logs())
@@ -208,7 +210,7 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_stops(ka
             event["event_id"] = f"late-{k}"
         deployment.produce(second)
         deployment.collect({e["event_id"] for e in second})
-        _assert_every_event_answered(deployment.recommendations, first + second, deployment.logs())
+        _assert_every_event_answered(deployment, first + second)
         for stream in streams_of(first + second).values():  # b's users continue from b's state, read from the changelog
             _assert_state(a, artifact, stream, deployment.logs())
     finally:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
+import warnings
 from collections import defaultdict
 from pathlib import Path
+
+from kafka import KafkaAdminClient
 
 from stream.process import WorkerProcess, settings_env
 from stream.producer import EventProducer, TopicReader
@@ -37,6 +41,7 @@ class Deployment:
         self.workers: list[WorkerProcess] = []
         self.recommendations: dict[str, list[Recommendation]] = defaultdict(list)  # by event id
         self._reader: TopicReader | None = None
+        self._positions: set[tuple[int, int]] = set()  # (partition, offset) of the messages collected
 
     def start_worker(self, name: str, port: int, ready_timeout: float = 120.0) -> WorkerProcess:
         env = settings_env(self.bootstrap, **self.settings, worker_data_dir=self.data_dir(name))
@@ -68,16 +73,39 @@ class Deployment:
         thread.start()
         return thread
 
-    def collect(self, event_ids: set[str], timeout: float = 90.0) -> dict[str, list[Recommendation]]:
-        """Read recommendations until every event id in ``event_ids`` has one (or the timeout passes)."""
+    def collect(self, event_ids: set[str], timeout: float = 90.0, reread_after: float = 20.0) -> dict[str, list[Recommendation]]:
+        """Read recommendations until every event id in ``event_ids`` has one (or the timeout passes).
+
+        When nothing arrives for ``reread_after`` seconds while events are unanswered, the topic is read
+        again by a fresh reader (records already seen are skipped by position), and a warning says whether
+        that found anything: a restart test failed twice in ~40 CI runs with the collected messages ending
+        at the kill, and a stalled reader is one of the two explanations (the other, a restarted worker
+        that consumes nothing, still fails the test, and ``diagnose`` tells them apart)."""
         if self._reader is None:
             self._reader = TopicReader(self.bootstrap, self.settings["recommendations_topic"])
-        deadline = time.monotonic() + timeout
+        deadline = progress = time.monotonic()
+        deadline += timeout
         while not event_ids <= self.recommendations.keys() and time.monotonic() < deadline:
-            for record, _ in self._reader.poll(0.5):
+            if self._read(self._reader.poll(0.5)):
+                progress = time.monotonic()
+            elif time.monotonic() - progress > reread_after:
+                self._reader.close()
+                self._reader = TopicReader(self.bootstrap, self.settings["recommendations_topic"])
+                found = self._read((record, 0.0) for record in self._reader.records(timeout=3.0))
+                warnings.warn(f"no recommendation for {reread_after:.0f} s with events unanswered: a fresh reader found {found} new messages", stacklevel=2)
+                progress = time.monotonic()
+        return self.recommendations
+
+    def _read(self, records) -> int:
+        """Add records not seen before (by partition and offset); how many were new."""
+        new = 0
+        for record, _ in records:
+            if (record.partition, record.offset) not in self._positions:
+                self._positions.add((record.partition, record.offset))
                 rec = Recommendation.model_validate_json(record.value)
                 self.recommendations[rec.event_id].append(rec)
-        return self.recommendations
+                new += 1
+        return new
 
     def dead_letters(self, count: int, timeout: float = 60.0):
         letters = []
@@ -87,11 +115,72 @@ class Deployment:
                 letters += list(reader.dead_letters(timeout=1.0))
         return letters
 
+    def diagnose(self, events: list[dict]) -> str:
+        """What a failed delivery test needs to tell a skip from a stall: where the unanswered events sit in
+        the input topic, which input offsets no recommendation answers, the group's committed offsets, and
+        the counters of the workers still running."""
+        missing = {e["event_id"] for e in events} - self.recommendations.keys()
+        where: dict[str, tuple[int, int]] = {}
+        ends: dict[int, int] = defaultdict(int)  # input records per partition
+        with TopicReader(self.bootstrap, self.settings["interactions_topic"]) as reader:
+            for record in reader.records(timeout=3.0):
+                ends[record.partition] = max(ends[record.partition], record.offset + 1)
+                try:
+                    event_id = json.loads(record.value).get("event_id")
+                except (ValueError, TypeError, AttributeError):
+                    continue
+                if event_id in missing:
+                    where[event_id] = (record.partition, record.offset)
+        with TopicReader(self.bootstrap, self.settings["recommendations_topic"]) as reader:
+            fresh = {Recommendation.model_validate_json(record.value).event_id for record in reader.records(timeout=3.0)}
+        answered: dict[int, set[int]] = defaultdict(set)
+        for recs in self.recommendations.values():
+            for rec in recs:
+                answered[rec.source.partition].add(rec.source.offset)
+        lines = [
+            f"{len(missing)} events unanswered; on the input topic: {sorted(where.items(), key=lambda kv: kv[1])[:40]}",
+            (
+                f"a fresh reader of the recommendations topic finds {len(fresh & missing)} of them answered"
+                f" ({len(fresh)} events answered in all, {len(self.recommendations)} collected)"
+            ),
+        ]
+        for partition in sorted(ends):
+            holes = sorted(set(range(ends[partition])) - answered[partition])
+            lines.append(f"input partition {partition}: {ends[partition]} records, offsets never answered: {_ranges(holes)}")
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                offsets = admin.list_group_offsets(self.settings["app_id"])[self.settings["app_id"]]
+            finally:
+                admin.close()
+            lines.append("committed: " + ", ".join(f"{tp.topic}:{tp.partition}={meta.offset}" for tp, meta in sorted(offsets.items())))
+        except Exception as error:  # a diagnosis must not hide the failure it explains
+            lines.append(f"committed offsets unavailable: {error!r}")
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                try:
+                    totals = {k: v for k, v in worker.metrics().items() if k.endswith("_total") and "events" in k}
+                except Exception as error:
+                    totals = {"unavailable": repr(error)}
+                lines.append(f"{worker.log_path.name} counters: {totals}")
+        return "\n".join(lines)
+
     def logs(self) -> str:
-        return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(40)}" for w in self.workers)
+        return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(60)}" for w in self.workers)
 
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
         if self._reader is not None:
             self._reader.close()
+
+
+def _ranges(values: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    spans: list[list[int]] = []
+    for v in values:
+        if spans and v == spans[-1][1] + 1:
+            spans[-1][1] = v
+        else:
+            spans.append([v, v])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) or "none"
