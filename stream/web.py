@@ -4,6 +4,8 @@ GET /recommendations/{user_id}  the latest list sent for the user (404 if none y
 GET /state/{user_id}            a readable summary of the user's stored state (operators, tests)
 GET /health                     200 when serving, 503 while the worker rebalances or recovers its tables
 GET /metrics                    Prometheus text
+GET /consumer                   the consumer's view of each assigned partition (read, committed, fetch position,
+                                paused where, prefetched records): why a worker with lag does not consume
 
 The per-user views are routed by Faust to the worker that owns the user's partition, so any worker
 answers for every user.
@@ -68,6 +70,10 @@ def register_views(worker: StreamWorker) -> None:
         body = {**readiness(app, worker.settings.interactions_topic), "model_version": worker.bundle.version}
         return web.json(body, status=200 if body["status"] == "ok" else 503)
 
+    @app.page("/consumer")
+    async def consumer_view(web: View, request: Request) -> Response:
+        return web.json(consumer_state(app))
+
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type; the text is ASCII anyway
@@ -83,3 +89,51 @@ def readiness(app, topic: str) -> dict:
     except ConsumerNotStarted:
         tps = set()
     return {"status": "rebalancing" if busy else "ok", "partitions": sorted(tp.partition for tp in tps if tp.topic == topic)}
+
+
+def consumer_state(app) -> dict:
+    """A snapshot of Faust's and the Kafka client's bookkeeping per assigned partition.
+
+    Faust keeps its own pause set and read/committed offsets, aiokafka (on the consumer's thread) its own
+    pause flags, fetch positions and prefetched records; a partition is consumed only when both agree.
+    Read without locks from the web handler: a snapshot for diagnosis, exact only when nothing moves."""
+    faust_consumer = app.consumer
+    try:
+        assignment = faust_consumer.assignment()
+    except ConsumerNotStarted:
+        return {"started": False}
+    kafka = getattr(getattr(faust_consumer, "_thread", None), "_consumer", None)
+    kafka_assignment = None
+    if kafka is not None and kafka._subscription.subscription is not None:
+        kafka_assignment = kafka._subscription.subscription.assignment
+    prefetched = getattr(getattr(kafka, "_fetcher", None), "_records", {}) or {}
+    partitions = []
+    for tp in sorted(assignment):
+        row = {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "paused_in_faust": tp in faust_consumer._paused_partitions,
+            "read_offset": faust_consumer._read_offset.get(tp),
+            "committed_offset": faust_consumer._committed_offset.get(tp),
+            "acked_pending": len(faust_consumer._acked.get(tp, ())),
+        }
+        state = None
+        if kafka_assignment is not None:
+            kafka_tp = next((k for k in kafka_assignment.tps if (k.topic, k.partition) == (tp.topic, tp.partition)), None)
+            state = None if kafka_tp is None else kafka_assignment.state_value(kafka_tp)
+            if kafka_tp is not None:
+                row["prefetched"] = kafka_tp in prefetched
+                row["highwater"] = state.highwater if state is not None else None
+        if state is not None:
+            row["fetch_position"] = state._position
+            row["paused_in_kafka"] = state.paused
+        partitions.append(row)
+    return {
+        "started": True,
+        "flow_active": faust_consumer.flow_active,
+        "app_flow_control_active": app.flow_control.is_active(),
+        "rebalancing": app.rebalancing,
+        "in_recovery": app.in_recovery,
+        "generation": app.consumer_generation_id,
+        "partitions": partitions,
+    }

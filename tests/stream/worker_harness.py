@@ -148,12 +148,7 @@ class Deployment:
             holes = sorted(set(range(ends[partition])) - answered[partition])
             lines.append(f"input partition {partition}: {ends[partition]} records, offsets never answered: {_ranges(holes)}")
         try:
-            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
-            try:
-                offsets = admin.list_group_offsets(self.settings["app_id"])[self.settings["app_id"]]
-            finally:
-                admin.close()
-            lines.append("committed: " + ", ".join(f"{tp.topic}:{tp.partition}={meta.offset}" for tp, meta in sorted(offsets.items())))
+            lines.append("committed: " + ", ".join(f"{topic}:{partition}={offset}" for (topic, partition), offset in sorted(self.committed().items())))
         except Exception as error:  # a diagnosis must not hide the failure it explains
             lines.append(f"committed offsets unavailable: {error!r}")
         for worker in self.workers:
@@ -163,7 +158,17 @@ class Deployment:
                 except Exception as error:
                     totals = {"unavailable": repr(error)}
                 lines.append(f"{worker.log_path.name} counters: {totals}")
+                lines.append(f"{worker.log_path.name} consumer: {_consumer_summary(worker)}")
         return "\n".join(lines)
+
+    def committed(self) -> dict[tuple[str, int], int]:
+        """The group's committed offsets, by (topic, partition)."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            offsets = admin.list_group_offsets(self.settings["app_id"])[self.settings["app_id"]]
+        finally:
+            admin.close()
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(60)}" for w in self.workers)
@@ -184,3 +189,16 @@ def _ranges(values: list[int]) -> str:
         else:
             spans.append([v, v])
     return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans) or "none"
+
+
+def _consumer_summary(worker) -> str:
+    """GET /consumer in one line: flow flags, then per input partition where it is paused and its offsets."""
+    status, body = worker.get("/consumer")
+    if status != 200 or not isinstance(body, dict):
+        return f"unavailable ({status})"
+    flags = {k: v for k, v in body.items() if k != "partitions"}
+    rows = [
+        f"{p['topic']}:{p['partition']} " + " ".join(f"{k}={v}" for k, v in p.items() if k not in ("topic", "partition"))
+        for p in body.get("partitions", [])
+    ]
+    return f"{flags}; " + "; ".join(rows)
