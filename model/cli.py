@@ -55,10 +55,16 @@ LOSS_SCALE_HELP = "target: every training target (DiffRec: every user) weighs th
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
-def train_config(epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0, batching: str = "bucket", loss_scale: str = "target"):
+def train_config(
+    epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0,
+    batching: str = "bucket", loss_scale: str = "target", min_epochs: int = 0,
+):
     from model.training import TrainConfig
 
-    return TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip, batching=batching, loss_scale=loss_scale)
+    return TrainConfig(
+        epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip,
+        batching=batching, loss_scale=loss_scale, min_epochs=min_epochs,
+    )
 
 
 @app.command()
@@ -84,6 +90,7 @@ def benchmark(
     seeds: int = typer.Option(1, help="number of training seeds: seed, seed+1, ..."),
     epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation NDCG@10)"),
     patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
+    min_epochs: int = typer.Option(0, help="no early stop before this epoch (lets a run leave its initial plateau)"),
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
@@ -104,7 +111,7 @@ def benchmark(
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     names = [m.strip() for m in models.split(",") if m.strip()]
     results = run_benchmark(
-        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale),
+        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs),
         overrides=parse_sets(set, prefixed=True), filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
         tune_trials=tune, tune_epochs=tune_epochs,
     )
@@ -123,6 +130,7 @@ def train(
     seed: int = typer.Option(0),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
+    min_epochs: int = typer.Option(0, help="no early stop before this epoch (lets a run leave its initial plateau)"),
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None),
@@ -139,7 +147,7 @@ def train(
 
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     stats = fit_features(data)
-    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale), save_dir=out)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs), save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
     typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
     typer.echo(f"artifact written to {out}")
@@ -190,6 +198,7 @@ def reproduce(
     k_values: str = typer.Option("8,16,32,64,128", help="embedding sizes for the K study"),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
+    min_epochs: int = typer.Option(0, help="no early stop before this epoch (lets a run leave its initial plateau)"),
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per training run"),
@@ -212,7 +221,7 @@ def reproduce(
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     spec = ReproduceSpec(
         seeds=list(range(seed, seed + seeds)),
-        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale),
+        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs),
         overrides=parse_sets(set, prefixed=True),
         parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
         models=[m.strip() for m in models.split(",") if m.strip()],

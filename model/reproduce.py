@@ -149,7 +149,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
 
 
 # training settings added after runs were cached, with the value those runs were trained with
-_ADDED_LATER = {"batching": "bucket", "loss_scale": "batch"}
+_ADDED_LATER = {"batching": "bucket", "loss_scale": "batch", "min_epochs": 0}
 
 
 def run_id(r: Run, data: PreparedDataset, spec: ReproduceSpec) -> str:

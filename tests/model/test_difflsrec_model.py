@@ -163,3 +163,15 @@ def test_learns_a_deterministic_next_item_pattern(name):
     test = evaluate(model, data, FeatureView.build(data, stats), data.split.test, ks=(1, 10)).mean()
     assert result.best_valid["NDCG@10"] > 0.6
     assert test["HR@1"] > 0.6, (before, test)
+
+
+@pytest.mark.parametrize(("min_epochs", "stops_at"), [(0, 3), (6, 6)])
+def test_early_stopping_waits_for_min_epochs(min_epochs, stops_at):
+    """With a learning rate of 0 the validation score never improves after epoch 1: patience 2 stops the run
+    at epoch 3, unless min_epochs holds it longer."""
+    data = toy_dataset(n_users=20, n_items=10, min_len=5, max_len=8)
+    torch.manual_seed(0)
+    model = build("gru4rec", data.sequences.n_items, toy_stats(data), {"d": 8})
+    cfg = TrainConfig(epochs=20, lr=0.0, patience=2, min_epochs=min_epochs, progress=False, batch_size=8)
+    result = train(model, data, toy_stats(data), cfg)
+    assert (result.epochs_run, result.best_epoch) == (stops_at, 1)

@@ -44,6 +44,7 @@ def test_run_id_changes_with_everything_that_changes_the_result():
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(sampled_negatives=50)),
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(batching="random"))),
         run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(loss_scale="batch"))),
+        run_id(Run("sasrec", {}, 0), data, ReproduceSpec(train=TrainConfig(min_epochs=30))),
     ]
     assert base not in others and len(set(others)) == len(others)
 
