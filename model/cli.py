@@ -52,6 +52,7 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
 
 BATCHING_HELP = "bucket: users of similar length batched together under a token budget | random: batch-size random users, lengths mixed, as the reference SASRec code"
 LOSS_SCALE_HELP = "target: every training target (DiffRec: every user) weighs the same whatever its batch | batch: each step minimises its batch's mean loss (the default before 2026-11-27)"
+MIN_EPOCHS_HELP = "no early stop before this epoch (lets a run leave its initial plateau)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
@@ -90,7 +91,7 @@ def benchmark(
     seeds: int = typer.Option(1, help="number of training seeds: seed, seed+1, ..."),
     epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation NDCG@10)"),
     patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
-    min_epochs: int = typer.Option(0, help="no early stop before this epoch (lets a run leave its initial plateau)"),
+    min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
@@ -130,7 +131,7 @@ def train(
     seed: int = typer.Option(0),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
-    min_epochs: int = typer.Option(0, help="no early stop before this epoch (lets a run leave its initial plateau)"),
+    min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None),
@@ -198,7 +199,7 @@ def reproduce(
     k_values: str = typer.Option("8,16,32,64,128", help="embedding sizes for the K study"),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
-    min_epochs: int = typer.Option(0, help="no early stop before this epoch (lets a run leave its initial plateau)"),
+    min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per training run"),

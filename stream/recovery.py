@@ -64,51 +64,51 @@ class StreamsAfterClearRecovery(Recovery):
     async def _stream_partitions_paused_in_kafka(self):
         consumer = self.app.consumer
         streams = [TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment() if not self._is_changelog_tp(tp)]
-        await _in_kafka_thread(consumer, "pause", streams)
+        await _in_kafka_thread(consumer, streams, _pause)
         try:
             if self.app.conf.consumer_auto_offset_reset == "earliest":
-                await _uncommitted_to_beginning(consumer, streams)
+                await _in_kafka_thread(consumer, streams, _uncommitted_to_beginning)
             yield
         finally:
             # Always: a rebalance that began meanwhile has paused them in Faust, and its own recovery seeks
             # again before they flow (and a new assignment starts unpaused in aiokafka anyway)
-            await _in_kafka_thread(consumer, "resume", streams)
+            await _in_kafka_thread(consumer, streams, _resume)
         log.info("stream partitions fetched again after the seek and the queue clearing: %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in streams))
 
 
-async def _in_kafka_thread(consumer, method: str, partitions: list[TopicPartition]) -> None:
-    """Pause or resume partitions in aiokafka's own consumer, on the thread that runs it (a pause creates a
-    future on that thread's loop)."""
+async def _in_kafka_thread(consumer, partitions: list[TopicPartition], action) -> None:
+    """Run ``action(kafka, partitions)`` on the thread that runs aiokafka's own consumer (a pause creates a
+    future on that thread's loop), with the partitions it still has assigned."""
     thread = consumer._thread
 
     async def apply() -> None:
         kafka = thread._ensure_consumer()
         assigned = kafka.assignment()
-        getattr(kafka, method)(*(tp for tp in partitions if tp in assigned))
+        await action(kafka, [tp for tp in partitions if tp in assigned])
 
     if partitions:
         await thread.call_thread(apply)
 
 
-async def _uncommitted_to_beginning(consumer, partitions: list[TopicPartition]) -> None:
+async def _pause(kafka, partitions: list[TopicPartition]) -> None:
+    kafka.pause(*partitions)
+
+
+async def _resume(kafka, partitions: list[TopicPartition]) -> None:
+    kafka.resume(*partitions)
+
+
+async def _uncommitted_to_beginning(kafka, partitions: list[TopicPartition]) -> None:
     """Seek the partitions that have no committed offset to the beginning of their log, and wait until the
     client knows that position (aiokafka resets the position of a paused partition as well)."""
-
-    async def apply() -> None:
-        kafka = consumer._thread._ensure_consumer()
-        assigned = kafka.assignment()
-        uncommitted = []
-        for tp in partitions:
-            if tp in assigned:
-                committed = await kafka.committed(tp)
-                if committed is None or committed < 0:
-                    uncommitted.append(tp)
-        if uncommitted:
-            await kafka.seek_to_beginning(*uncommitted)
-            log.info("no committed offset, reading from the beginning: %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in uncommitted))
-
-    if partitions:
-        await consumer._thread.call_thread(apply)
+    uncommitted = []
+    for tp in partitions:
+        committed = await kafka.committed(tp)
+        if committed is None or committed < 0:
+            uncommitted.append(tp)
+    if uncommitted:
+        await kafka.seek_to_beginning(*uncommitted)
+        log.info("no committed offset, reading from the beginning: %s", ", ".join(f"{tp.topic}:{tp.partition}" for tp in uncommitted))
 
 
 class OrderedRecoveryTableManager(TableManager):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from aiokafka import TopicPartition
 from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
 
@@ -117,16 +118,10 @@ def consumer_state(app) -> dict:
             "committed_offset": faust_consumer._committed_offset.get(tp),
             "acked_pending": len(faust_consumer._acked.get(tp, ())),
         }
-        state = None
-        if kafka_assignment is not None:
-            kafka_tp = next((k for k in kafka_assignment.tps if (k.topic, k.partition) == (tp.topic, tp.partition)), None)
-            state = None if kafka_tp is None else kafka_assignment.state_value(kafka_tp)
-            if kafka_tp is not None:
-                row["prefetched"] = kafka_tp in prefetched
-                row["highwater"] = state.highwater if state is not None else None
-        if state is not None:
-            row["fetch_position"] = state._position
-            row["paused_in_kafka"] = state.paused
+        kafka_tp = TopicPartition(tp.topic, tp.partition)
+        if kafka_assignment is not None and kafka_tp in kafka_assignment.tps:
+            state = kafka_assignment.state_value(kafka_tp)
+            row.update(prefetched=kafka_tp in prefetched, highwater=state.highwater, fetch_position=state._position, paused_in_kafka=state.paused)
         partitions.append(row)
     return {
         "started": True,

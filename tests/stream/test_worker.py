@@ -171,7 +171,8 @@ def test_restart_mid_stream_loses_no_event_and_applies_none_twice(how, kafka_boo
         if graceful:
             assert "Wait for streams" in worker.log_tail(200)  # a controlled stop: batches drained, offsets committed
         if before_first_commit:
-            assert not deployment.committed(), deployment.committed()
+            committed = deployment.committed()
+            assert not committed, committed
             answered_before_the_kill = set(deployment.recommendations)
         if how.endswith("without-local-state"):
             shutil.rmtree(deployment.data_dir("w"))  # the table must come back from its changelog topic
