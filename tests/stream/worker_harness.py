@@ -10,7 +10,8 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from stream.process import WorkerProcess, settings_env
 from stream.producer import EventProducer, TopicReader
@@ -169,6 +170,18 @@ class Deployment:
         finally:
             admin.close()
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+    def reset_input_offsets(self, offset: int) -> None:
+        """Commit ``offset`` for every input partition in the group's name from outside the group, as
+        ``kafka-consumer-groups --reset-offsets`` does (only while the group has no member)."""
+        topic = self.settings["interactions_topic"]
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.settings["app_id"], enable_auto_commit=False)
+        try:
+            partitions = [TopicPartition(topic, p) for p in range(self.partitions)]
+            consumer.assign(partitions)
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp in partitions})
+        finally:
+            consumer.close()
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(60)}" for w in self.workers)
