@@ -43,6 +43,31 @@ def parse_sets(pairs: list[str], prefixed: bool) -> dict:
     return out
 
 
+def model_names(text: str, option: str = "--models") -> list[str]:
+    """'a, b' -> ['a', 'b'], failing on a name the registry does not know (before any data is read)."""
+    from model.registry import available
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in available()]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown model(s) {', '.join(map(repr, unknown)) or '(none given)'}; available: {', '.join(available())}", param_hint=option)
+    return names
+
+
+def check_overrides(overrides: dict[str, dict]) -> dict[str, dict]:
+    """Fail on a ``--set`` for an unknown model or an unknown hyper-parameter, before any data is read (a
+    mistyped override would otherwise be ignored, or fail after the data is prepared)."""
+    from model.registry import make_config
+
+    for name, values in overrides.items():
+        model_names(name, option="--set")
+        try:
+            make_config(name, values)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--set") from None
+    return overrides
+
+
 def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, seed: int, split: str, item_key: str = "parent_asin"):
     from model.data.cli import _resolve_input
 
@@ -109,11 +134,12 @@ def benchmark(
     """Train every model on the same split and compare them under full-catalogue ranking."""
     from model.benchmark import run_benchmark
 
+    names = model_names(models)
+    overrides = check_overrides(parse_sets(set, prefixed=True))
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
-    names = [m.strip() for m in models.split(",") if m.strip()]
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs),
-        overrides=parse_sets(set, prefixed=True), filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
+        overrides=overrides, filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
         tune_trials=tune, tune_epochs=tune_epochs,
     )
     typer.echo((out / "results.md").read_text())
@@ -146,9 +172,14 @@ def train(
     from model.benchmark import train_and_test, fit_features
     from model.batching import FeatureView
 
+    names = model_names(model, option="--model")
+    if len(names) != 1:
+        raise typer.BadParameter(f"one model, got {len(names)}: {model!r}", param_hint="--model")
+    model = names[0]
+    overrides = check_overrides({model: parse_sets(set, prefixed=False)})[model]
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     stats = fit_features(data)
-    run = train_and_test(model, data, stats, FeatureView.build(data, stats), parse_sets(set, prefixed=False), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs), save_dir=out)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs), save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
     typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
     typer.echo(f"artifact written to {out}")
@@ -213,21 +244,25 @@ def reproduce(
     no_train: bool = typer.Option(False, "--no-train", help="train nothing: write the report from the runs already in DIR/runs"),
 ) -> None:
     """Reproduce the paper's Table 1, ablation (Fig. 3) and embedding-size study (Fig. 2) on your data."""
-    from model.reproduce import ReproduceSpec, reproduce as run_reproduce
+    from model.reproduce import PARTS, ReproduceSpec, reproduce as run_reproduce
 
     if preset == "paper":
         users = users or 10_000
     elif preset is not None:
         raise typer.BadParameter(f"unknown preset {preset!r} (known: paper)")
-    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    chosen_parts = tuple(p.strip() for p in parts.split(",") if p.strip())
+    unknown_parts = [p for p in chosen_parts if p not in PARTS]  # (``set`` is the --set option here)
+    if unknown_parts or not chosen_parts:
+        raise typer.BadParameter(f"unknown part(s) {', '.join(map(repr, unknown_parts)) or '(none given)'}; known: {', '.join(PARTS)}", param_hint="--parts")
     spec = ReproduceSpec(
         seeds=list(range(seed, seed + seeds)),
         train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs),
-        overrides=parse_sets(set, prefixed=True),
-        parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
-        models=[m.strip() for m in models.split(",") if m.strip()],
+        overrides=check_overrides(parse_sets(set, prefixed=True)),
+        parts=chosen_parts,
+        models=model_names(models),
         k_values=[int(k) for k in k_values.split(",") if k.strip()],
         sampled_negatives=sampled_negatives,
     )
+    data = load_dataset(input, format, kcore, users, seed, split, item_key)
     run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input), train=not no_train)
     typer.echo((out / "report.md").read_text())

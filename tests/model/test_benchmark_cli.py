@@ -63,3 +63,31 @@ def test_an_explicit_learning_rate_applies_to_every_model(ml100k_file, isolated_
     for lr, expected in ((None, 3e-3), (5e-4, 5e-4)):
         run = train_and_test("difflsrec", data, stats, features, {}, train_config(1, 1, lr, 64, "cpu", 0, None))
         assert run.config["lr"] == expected
+
+
+@pytest.mark.parametrize(
+    "args, option, named",
+    [
+        (["benchmark", "--models", "sasrec,sasrec-ce"], "--models", "'sasrec-ce'"),
+        (["benchmark", "--set", "sasrec.dropuot=0.2"], "--set", "'dropuot'"),
+        (["benchmark", "--set", "sasrecx.dropout=0.2"], "--set", "'sasrecx'"),
+        (["train", "--model", "nope"], "--model", "'nope'"),
+        (["train", "--model", "sasrec,gru4rec"], "--model", "one model, got 2"),
+        (["train", "--model", "sasrec", "--set", "foo=1"], "--set", "'foo'"),
+        (["reproduce", "--models", "fossil,hgnn"], "--models", "'hgnn'"),
+        (["reproduce", "--parts", "table1,abalation"], "--parts", "'abalation'"),
+        (["reproduce", "--set", "difflsrec.D=8"], "--set", "'D'"),
+    ],
+)
+def test_a_mistyped_model_part_or_override_fails_before_the_data_is_read(args, option, named, tmp_path):
+    """The input does not exist: the option's error must come first, not after minutes of preparing data
+    (or, for an override, never: a --set for an unknown model used to be ignored)."""
+    from typer.testing import CliRunner
+
+    from model.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--input", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out")])
+    message = " ".join(result.output.split())  # rich wraps the box's lines
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for {option}" in message and named in message, result.output
+    assert not (tmp_path / "out").exists()
