@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import typer
 
@@ -44,9 +45,40 @@ def _root(
     apply_threads(threads or CommonSettings().threads)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The errors a user's input or environment causes (a missing file, a bad value, no broker): shown as one
+    line, not as a traceback. Any other exception is a bug and keeps its traceback."""
+    from aiokafka.errors import KafkaError as AIOKafkaError
+    from kafka.errors import KafkaError
+
+    from bootstrap.registry import RegistryError
+    from index.storage import IndexIntegrityError
+    from model.artifact import ArtifactError
+    from stream.kafka.launcher import KafkaLauncherError
+
+    return (OSError, ValueError, KafkaError, AIOKafkaError, ArtifactError, RegistryError, IndexIntegrityError, KafkaLauncherError)
+
+
+def _hint(error: BaseException) -> str:
+    # by name: kafka-python and aiokafka each define these classes
+    if type(error).__name__ in ("KafkaConnectionError", "KafkaTimeoutError", "NoBrokersAvailable"):
+        return "no Kafka broker answers: start one with `difflsrec kafka start`, or point KAFKA_BOOTSTRAP_SERVERS at yours"
+    return ""
+
+
 def main() -> None:
     _mount()
-    app()
+    try:
+        app()
+    except _user_errors() as error:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):  # --verbose: the whole traceback
+            raise
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        typer.echo(f"error: {error}", err=True)
+        if hint := _hint(error):
+            typer.echo(f"hint: {hint}", err=True)
+        typer.echo(f"({type(error).__name__} at {frame.filename}:{frame.lineno}; --verbose shows the traceback)", err=True)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

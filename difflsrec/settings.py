@@ -54,11 +54,22 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def parse_device(device: str) -> "torch.device":  # noqa: F821 - torch imported lazily
+    """``device`` as torch understands it, or a ValueError that says what is accepted."""
+    import torch
+
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+
+
 def resolve_device(device: str = "auto") -> "torch.device":  # noqa: F821 - torch imported lazily
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
-    return torch.device(device)
+    parsed = parse_device(device)
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch.cuda.is_available() is False (use 'auto' or 'cpu')")
+    return parsed

@@ -54,6 +54,14 @@ def model_names(text: str, option: str = "--models") -> list[str]:
     return names
 
 
+def int_list(text: str, option: str) -> list[int]:
+    """'8,16' -> [8, 16]; a clear option error for anything else."""
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+
+
 def check_overrides(overrides: dict[str, dict]) -> dict[str, dict]:
     """Fail on a ``--set`` for an unknown model or an unknown hyper-parameter, before any data is read (a
     mistyped override would otherwise be ignored, or fail after the data is prepared)."""
@@ -136,9 +144,10 @@ def benchmark(
 
     names = model_names(models)
     overrides = check_overrides(parse_sets(set, prefixed=True))
+    cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs)
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     results = run_benchmark(
-        data, names, out, list(range(seed, seed + seeds)), train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs),
+        data, names, out, list(range(seed, seed + seeds)), cfg,
         overrides=overrides, filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
         tune_trials=tune, tune_epochs=tune_epochs,
     )
@@ -177,9 +186,10 @@ def train(
         raise typer.BadParameter(f"one model, got {len(names)}: {model!r}", param_hint="--model")
     model = names[0]
     overrides = check_overrides({model: parse_sets(set, prefixed=False)})[model]
+    cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs)
     data = load_dataset(input, format, kcore, users, seed, split, item_key)
     stats = fit_features(data)
-    run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs), save_dir=out)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
     typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
     typer.echo(f"artifact written to {out}")
@@ -260,7 +270,7 @@ def reproduce(
         overrides=check_overrides(parse_sets(set, prefixed=True)),
         parts=chosen_parts,
         models=model_names(models),
-        k_values=[int(k) for k in k_values.split(",") if k.strip()],
+        k_values=int_list(k_values, "--k-values"),
         sampled_negatives=sampled_negatives,
     )
     data = load_dataset(input, format, kcore, users, seed, split, item_key)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from difflsrec.settings import resolve_device
+from difflsrec.settings import parse_device, resolve_device
 from model.batching import FeatureView, TrainBatches
 from model.data.dataset import PreparedDataset
 from model.evaluation import evaluate
@@ -60,6 +60,8 @@ class TrainConfig:
             raise ValueError(f"batching must be 'bucket' or 'random', got {self.batching!r}")
         if self.loss_scale not in ("batch", "target"):
             raise ValueError(f"loss_scale must be 'batch' or 'target', got {self.loss_scale!r}")
+        if self.device != "auto":
+            parse_device(self.device)  # a typo fails here, not after the data is prepared
 
     def batches(self, data: PreparedDataset, features: FeatureView, model: Recommender) -> TrainBatches:
         """The training batches this configuration gives ``model`` (the trainer's and the benchmarks')."""

@@ -46,13 +46,14 @@ def worker(
 
 
 def run_worker(settings, loglevel: str = "info") -> None:
-    """Create the topics, load the model, and run the Faust worker until SIGTERM/SIGINT."""
+    """Load the model, create the topics, and run the Faust worker until SIGTERM/SIGINT."""
     from stream.app import StreamWorker, load_bundle, run_faust_worker, use_event_loop
     from stream.topics import ensure_topics
 
     use_event_loop(settings.event_loop)
+    bundle = load_bundle(settings)  # first: a wrong artifact path fails before anything is created on the cluster
     partitions = ensure_topics(settings)
-    stream_worker = StreamWorker(settings, load_bundle(settings), partitions)
+    stream_worker = StreamWorker(settings, bundle, partitions)
     run_faust_worker(stream_worker.app, settings.profile, loglevel)
 
 

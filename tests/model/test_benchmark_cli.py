@@ -77,6 +77,7 @@ def test_an_explicit_learning_rate_applies_to_every_model(ml100k_file, isolated_
         (["reproduce", "--models", "fossil,hgnn"], "--models", "'hgnn'"),
         (["reproduce", "--parts", "table1,abalation"], "--parts", "'abalation'"),
         (["reproduce", "--set", "difflsrec.D=8"], "--set", "'D'"),
+        (["reproduce", "--k-values", "8,sixteen"], "--k-values", "'8,sixteen'"),
     ],
 )
 def test_a_mistyped_model_part_or_override_fails_before_the_data_is_read(args, option, named, tmp_path):
