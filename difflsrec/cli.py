@@ -39,8 +39,8 @@ def _root(
     from difflsrec.settings import CommonSettings, apply_threads
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not verbose:  # the Kafka clients log every connection at INFO
-        for noisy in ("kafka", "aiokafka"):
+    if not verbose:  # the Kafka clients log every connection at INFO, faiss each CPU variant it tries to load
+        for noisy in ("kafka", "aiokafka", "faiss"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     apply_threads(threads or CommonSettings().threads)
 
