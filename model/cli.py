@@ -43,15 +43,20 @@ def parse_sets(pairs: list[str], prefixed: bool) -> dict:
     return out
 
 
+def known_names(text: str, known, option: str, what: str) -> list[str]:
+    """'a, b' -> ['a', 'b'], failing with an option error on an empty list or a name not in ``known``
+    (called before any data is read)."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in known]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown {what}(s) {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(known)}", param_hint=option)
+    return names
+
+
 def model_names(text: str, option: str = "--models") -> list[str]:
-    """'a, b' -> ['a', 'b'], failing on a name the registry does not know (before any data is read)."""
     from model.registry import available
 
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in available()]
-    if unknown or not names:
-        raise typer.BadParameter(f"unknown model(s) {', '.join(map(repr, unknown)) or '(none given)'}; available: {', '.join(available())}", param_hint=option)
-    return names
+    return known_names(text, available(), option, "model")
 
 
 def int_list(text: str, option: str) -> list[int]:
@@ -260,15 +265,11 @@ def reproduce(
         users = users or 10_000
     elif preset is not None:
         raise typer.BadParameter(f"unknown preset {preset!r} (known: paper)")
-    chosen_parts = tuple(p.strip() for p in parts.split(",") if p.strip())
-    unknown_parts = [p for p in chosen_parts if p not in PARTS]  # (``set`` is the --set option here)
-    if unknown_parts or not chosen_parts:
-        raise typer.BadParameter(f"unknown part(s) {', '.join(map(repr, unknown_parts)) or '(none given)'}; known: {', '.join(PARTS)}", param_hint="--parts")
     spec = ReproduceSpec(
         seeds=list(range(seed, seed + seeds)),
         train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs),
         overrides=check_overrides(parse_sets(set, prefixed=True)),
-        parts=chosen_parts,
+        parts=tuple(known_names(parts, PARTS, "--parts", "part")),
         models=model_names(models),
         k_values=int_list(k_values, "--k-values"),
         sampled_negatives=sampled_negatives,
