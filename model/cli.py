@@ -90,6 +90,10 @@ def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, 
 
 BATCHING_HELP = "bucket: users of similar length batched together under a token budget | random: batch-size random users, lengths mixed, as the reference SASRec code"
 LOSS_SCALE_HELP = "target: every training target (DiffRec: every user) weighs the same whatever its batch | batch: each step minimises its batch's mean loss (the default before 2026-11-27)"
+SUBSET_SEED_HELP = (
+    "seed of the --users subset (default: --seed); it is part of the prepared data's identity, so keep it fixed "
+    "(e.g. --subset-seed 0 --seed 1 --seeds 2) to train more seeds on the same users and reuse cached runs"
+)
 MIN_EPOCHS_HELP = "no early stop before this epoch (lets a run leave its initial plateau)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
@@ -127,6 +131,7 @@ def benchmark(
     split: str = typer.Option("loo", help="loo (leave-one-out) | timeline (global time cut)"),
     seed: int = typer.Option(0, help="first seed (data subset and training)"),
     seeds: int = typer.Option(1, help="number of training seeds: seed, seed+1, ..."),
+    subset_seed: int | None = typer.Option(None, help=SUBSET_SEED_HELP),
     epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation NDCG@10)"),
     patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
@@ -150,7 +155,7 @@ def benchmark(
     names = model_names(models)
     overrides = check_overrides(parse_sets(set, prefixed=True))
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs)
-    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    data = load_dataset(input, format, kcore, users, seed if subset_seed is None else subset_seed, split, item_key)
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), cfg,
         overrides=overrides, filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
@@ -168,7 +173,8 @@ def train(
     users: int = typer.Option(None),
     kcore: int = typer.Option(5),
     split: str = typer.Option("loo"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="training seed (and the --users subset's, unless --subset-seed)"),
+    subset_seed: int | None = typer.Option(None, help=SUBSET_SEED_HELP),
     epochs: int = typer.Option(200),
     patience: int = typer.Option(10),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
@@ -192,7 +198,7 @@ def train(
     model = names[0]
     overrides = check_overrides({model: parse_sets(set, prefixed=False)})[model]
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs)
-    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    data = load_dataset(input, format, kcore, users, seed if subset_seed is None else subset_seed, split, item_key)
     stats = fit_features(data)
     run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
@@ -238,8 +244,9 @@ def reproduce(
     users: int = typer.Option(None, help="reproducible subset of this many users (the paper: 10000)"),
     kcore: int = typer.Option(5),
     split: str = typer.Option("loo"),
-    seed: int = typer.Option(0, help="first seed"),
+    seed: int = typer.Option(0, help="first seed (data subset and training)"),
     seeds: int = typer.Option(3, help="training seeds per configuration"),
+    subset_seed: int | None = typer.Option(None, help=SUBSET_SEED_HELP),
     parts: str = typer.Option("table1,ablation,k", help="which experiments: table1, ablation, k"),
     models: str = typer.Option(",".join(["fossil", "marank", "gru4rec", "hgn", "sasrec", "diffrec", "difflsrec"]), help="Table 1 models"),
     k_values: str = typer.Option("8,16,32,64,128", help="embedding sizes for the K study"),
@@ -274,6 +281,6 @@ def reproduce(
         k_values=int_list(k_values, "--k-values"),
         sampled_negatives=sampled_negatives,
     )
-    data = load_dataset(input, format, kcore, users, seed, split, item_key)
+    data = load_dataset(input, format, kcore, users, seed if subset_seed is None else subset_seed, split, item_key)
     run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input), train=not no_train)
     typer.echo((out / "report.md").read_text())

@@ -120,6 +120,18 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert "reporting without 12 runs" in partial.stderr and " epoch   1  loss" not in partial.stdout
     assert len(json.loads((out / "report.json").read_text())["table1"]["sasrec"]["per_seed"]) == 2
 
+    # --seed draws the --users subset too: seed 1 alone is other users (nothing cached); with --subset-seed 0
+    # it is the same data, and the seed-1 runs trained above are found
+    seed1 = [*cmd, "--seed", "1", "--seeds", "1", "--parts", "table1", "--no-train"]
+    other_users = subprocess.run(seed1, capture_output=True, text=True, timeout=600)
+    assert other_users.returncode == 0 and "0 of 7" not in other_users.stderr and "reporting without 7 runs" in other_users.stderr, other_users.stderr[-3000:]
+    assert json.loads((out / "report.json").read_text())["data_hash"] != report["data_hash"]
+    same_users = subprocess.run([*seed1, "--subset-seed", "0"], capture_output=True, text=True, timeout=600)
+    assert same_users.returncode == 0 and "7 of 7 runs already in" in same_users.stderr, same_users.stderr[-3000:]
+    again = json.loads((out / "report.json").read_text())
+    assert again["data_hash"] == report["data_hash"] and again["seeds"] == [1]
+    assert again["table1"]["sasrec"]["per_seed"] == report["table1"]["sasrec"]["per_seed"][1:]
+
 
 def test_run_locks_are_taken_once_and_taken_over_from_dead_processes(tmp_path):
     import socket
