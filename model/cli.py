@@ -81,9 +81,11 @@ def check_overrides(overrides: dict[str, dict]) -> dict[str, dict]:
     return overrides
 
 
-def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, seed: int, split: str, item_key: str = "parent_asin"):
+def load_dataset(input: list[Path], format: str, kcore: int, users: int | None, seed: int, split: str, item_key: str = "parent_asin", subset_seed: int | None = None):
+    """The prepared dataset; its user subset is drawn with ``subset_seed`` when given, else with ``seed``."""
     from model.data.cli import _resolve_input
 
+    seed = seed if subset_seed is None else subset_seed
     options = PrepareOptions(read=ReadOptions(format=format, item_key=item_key), kcore=kcore, users=users, seed=seed, split=split)
     return prepare([_resolve_input(p) for p in input], options)
 
@@ -155,7 +157,7 @@ def benchmark(
     names = model_names(models)
     overrides = check_overrides(parse_sets(set, prefixed=True))
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs)
-    data = load_dataset(input, format, kcore, users, seed if subset_seed is None else subset_seed, split, item_key)
+    data = load_dataset(input, format, kcore, users, seed, split, item_key, subset_seed)
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), cfg,
         overrides=overrides, filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
@@ -198,7 +200,7 @@ def train(
     model = names[0]
     overrides = check_overrides({model: parse_sets(set, prefixed=False)})[model]
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs)
-    data = load_dataset(input, format, kcore, users, seed if subset_seed is None else subset_seed, split, item_key)
+    data = load_dataset(input, format, kcore, users, seed, split, item_key, subset_seed)
     stats = fit_features(data)
     run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
@@ -281,6 +283,6 @@ def reproduce(
         k_values=int_list(k_values, "--k-values"),
         sampled_negatives=sampled_negatives,
     )
-    data = load_dataset(input, format, kcore, users, seed if subset_seed is None else subset_seed, split, item_key)
+    data = load_dataset(input, format, kcore, users, seed, split, item_key, subset_seed)
     run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input), train=not no_train)
     typer.echo((out / "report.md").read_text())
