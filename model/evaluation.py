@@ -143,3 +143,17 @@ def paired_test(a: EvalResult, b: EvalResult, metric: str) -> dict[str, float]:
         "t_pvalue": float(t.pvalue) if t is not None else 1.0,
         "wilcoxon_pvalue": float(w.pvalue) if w is not None else 1.0,
     }
+
+
+def seed_averaged(results: list[EvalResult]) -> EvalResult:
+    """One value per test user: each metric averaged over the seeds' runs (same users in every run), so that
+    a paired test over users uses every seed without counting a user once per seed."""
+    order = [np.argsort(r.users, kind="stable") for r in results]
+    users = results[0].users[order[0]]
+    if any(not np.array_equal(r.users[o], users) for r, o in zip(results, order)):
+        raise ValueError("seed_averaged needs the same test users in every run")
+    return EvalResult(
+        users=users,
+        ranks=np.mean([r.ranks[o] for r, o in zip(results, order)], axis=0),  # mean rank (not an integer)
+        per_example={k: np.mean([r.per_example[k][o] for r, o in zip(results, order)], axis=0) for k in results[0].per_example},
+    )

@@ -36,7 +36,7 @@ from model.benchmark import KEY_METRICS, ModelRun, fit_features, summarise
 from model.benchmark import train_and_test as _train_and_test
 from model.data.dataset import PreparedDataset
 from model.data.prepare import tied_target_share, tied_targets_sentence
-from model.evaluation import EvalResult, paired_test
+from model.evaluation import paired_test, seed_averaged
 from model.registry import get, make_config
 from model.training import TrainConfig
 
@@ -321,20 +321,6 @@ def paired_tests(rows: dict[str, dict], ours: str, metric: str = "NDCG@10") -> d
         b = seed_averaged([r.test for r in row["_runs"] if r.seed in seeds])
         out[name] = {"metric": metric, "seeds": seeds, **paired_test(a, b, metric)}
     return out
-
-
-def seed_averaged(results: list[EvalResult]) -> EvalResult:
-    """One value per test user: each metric averaged over the seeds' runs (same users in every run), so that
-    a paired test over users uses every seed without counting a user once per seed."""
-    order = [np.argsort(r.users, kind="stable") for r in results]
-    users = results[0].users[order[0]]
-    if any(not np.array_equal(r.users[o], users) for r, o in zip(results, order)):
-        raise ValueError("seed_averaged needs the same test users in every run")
-    return EvalResult(
-        users=users,
-        ranks=np.mean([r.ranks[o] for r, o in zip(results, order)], axis=0),  # mean rank (not an integer)
-        per_example={k: np.mean([r.per_example[k][o] for r, o in zip(results, order)], axis=0) for k in results[0].per_example},
-    )
 
 
 def _public(row: dict) -> dict:

@@ -67,3 +67,25 @@ def test_sampled_protocol_ranks_among_unseen_negatives_only():
     assert r >= 1
     # the full-ranking rank with seen filtering is 1 (only item 8 is above); sampled can only be <= full
     assert target_ranks(scores, torch.tensor([5]), [np.array([6, 7])]).item() == 1
+
+
+def test_benchmark_significance_uses_every_seed_per_user():
+    """`benchmark --seeds N`: the paired test compares each user's value averaged over the seeds (users listed in
+    a different order in every run), not the first seed alone."""
+    from model.benchmark import ModelRun, significance
+
+    def run(model, seed, users, ndcg):
+        users, ndcg = np.array(users), np.array(ndcg, dtype=float)
+        return ModelRun(model, seed, EvalResult(users=users, ranks=np.zeros(len(users)), per_example={"NDCG@10": ndcg}), {}, 1, 1, 0.0, [], {})
+
+    runs = {
+        "difflsrec": [run("difflsrec", 0, [1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0]), run("difflsrec", 1, [4, 3, 2, 1], [1.0, 1.0, 0.8, 0.6])],
+        "sasrec": [run("sasrec", 0, [1, 2, 3, 4], [0.1, 0.2, 0.1, 0.2]), run("sasrec", 1, [2, 1, 4, 3], [0.2, 0.1, 0.2, 0.1])],
+        "pop": [run("pop", 0, [1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0]), run("pop", 1, [1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0])],
+    }
+    test = significance(runs)["difflsrec_vs_sasrec"]
+    # per user, seed means: ours (0.3, 0.4, 0.5, 0.5), SASRec's (0.1, 0.2, 0.1, 0.2); seed 0 alone would give -0.15
+    assert test["seeds"] == [0, 1]
+    assert test["mean_diff"] == pytest.approx(np.mean([0.2, 0.2, 0.4, 0.3]))
+    expected = paired_test(EvalResult(np.array([1, 2, 3, 4]), np.zeros(4), {"NDCG@10": np.array([0.3, 0.4, 0.5, 0.5])}), EvalResult(np.array([1, 2, 3, 4]), np.zeros(4), {"NDCG@10": np.array([0.1, 0.2, 0.1, 0.2])}), "NDCG@10")
+    assert test["t_pvalue"] == pytest.approx(expected["t_pvalue"])
