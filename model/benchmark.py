@@ -172,13 +172,18 @@ def significance(runs: dict[str, list[ModelRun]], metric: str = "NDCG@10") -> di
     if not ours or not baselines:
         return {}
     best = max(baselines, key=lambda n: np.mean([r.test.mean()[metric] for r in runs[n]]))
-    out = {}
-    for o in ours:
-        seeds = sorted({r.seed for r in runs[o]} & {r.seed for r in runs[best]})
-        a = seed_averaged([r.test for r in runs[o] if r.seed in seeds])
-        b = seed_averaged([r.test for r in runs[best] if r.seed in seeds])
-        out[f"{o}_vs_{best}"] = {"metric": metric, "seeds": seeds, **paired_test(a, b, metric)}
-    return out
+    return {f"{o}_vs_{best}": paired_over_seeds(runs[o], runs[best], metric) for o in ours}
+
+
+def paired_over_seeds(ours: list[ModelRun], other: list[ModelRun], metric: str = "NDCG@10") -> dict | None:
+    """Paired tests over the test users on the seeds both have, each user's value averaged over those seeds
+    (None when they share no seed)."""
+    seeds = sorted({r.seed for r in ours} & {r.seed for r in other})
+    if not seeds:
+        return None
+    a = seed_averaged([r.test for r in ours if r.seed in seeds])
+    b = seed_averaged([r.test for r in other if r.seed in seeds])
+    return {"metric": metric, "seeds": seeds, **paired_test(a, b, metric)}
 
 
 def to_markdown(results: dict) -> str:

@@ -32,11 +32,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from model.batching import FeatureView
-from model.benchmark import KEY_METRICS, ModelRun, fit_features, summarise
+from model.benchmark import KEY_METRICS, ModelRun, fit_features, paired_over_seeds, summarise
 from model.benchmark import train_and_test as _train_and_test
 from model.data.dataset import PreparedDataset
 from model.data.prepare import tied_target_share, tied_targets_sentence
-from model.evaluation import paired_test, seed_averaged
 from model.registry import get, make_config
 from model.training import TrainConfig
 
@@ -312,14 +311,8 @@ def paired_tests(rows: dict[str, dict], ours: str, metric: str = "NDCG@10") -> d
     value averaged over those seeds."""
     out = {}
     for name, row in rows.items():
-        if name == ours:
-            continue
-        seeds = sorted({r.seed for r in rows[ours]["_runs"]} & {r.seed for r in row["_runs"]})
-        if not seeds:
-            continue
-        a = seed_averaged([r.test for r in rows[ours]["_runs"] if r.seed in seeds])
-        b = seed_averaged([r.test for r in row["_runs"] if r.seed in seeds])
-        out[name] = {"metric": metric, "seeds": seeds, **paired_test(a, b, metric)}
+        if name != ours and (test := paired_over_seeds(rows[ours]["_runs"], row["_runs"], metric)) is not None:
+            out[name] = test
     return out
 
 

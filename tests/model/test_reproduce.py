@@ -200,8 +200,7 @@ def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_die
 
 
 def test_seed_averaged_pairs_users_across_seeds_whatever_their_order():
-    from model.evaluation import EvalResult
-    from model.evaluation import seed_averaged
+    from model.evaluation import EvalResult, seed_averaged
 
     a = EvalResult(users=np.array([3, 1, 2]), ranks=np.array([0, 4, 20]), per_example={"NDCG@10": np.array([1.0, 0.4, 0.0])})
     b = EvalResult(users=np.array([1, 2, 3]), ranks=np.array([2, 0, 1]), per_example={"NDCG@10": np.array([0.5, 1.0, 0.6])})
