@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.baselines.parts import UserTable, fit_user_tables, windows
+from model.baselines.parts import UserTable, UserWindowRecommender, fit_user_tables, windows
 from model.batching import SeqBatch
-from model.losses import catalogue_scores, full_softmax_ce
+from model.losses import catalogue_scores
 from model.nn.embedding import normal_padded_
-from model.registry import Recommender, register
+from model.registry import register
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Config:
 
 
 @register
-class Fossil(Recommender):
+class Fossil(UserWindowRecommender):
     name = "fossil"
     Config = Config
     search_space = {"L": [1, 2, 3], "alpha": [0.2, 0.5, 0.8]}
@@ -91,11 +91,6 @@ class Fossil(Recommender):
 
     def item_table(self) -> torch.Tensor:
         return torch.cat([self.Q.weight, self.beta.weight], 1)  # (n_items + 1, d + 1): h . Q_j + beta_j
-
-    def loss(self, batch: SeqBatch):
-        h = self.encode(batch.items, batch.users)
-        loss = full_softmax_ce(h, batch.targets, self.item_table())
-        return loss, {"ce": loss.item()}
 
     def score(self, batch: SeqBatch) -> torch.Tensor:
         return catalogue_scores(self.encode(batch.items, batch.users, last_only=True), self.item_table())

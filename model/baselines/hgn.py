@@ -28,11 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from model.baselines.parts import UserTable, fit_user_tables, windows
-from model.batching import SeqBatch
-from model.losses import catalogue_scores, full_softmax_ce
+from model.baselines.parts import UserTable, UserWindowRecommender, fit_user_tables, windows
 from model.nn.embedding import normal_padded_
-from model.registry import Recommender, register
+from model.registry import register
 
 
 @dataclass
@@ -44,7 +42,7 @@ class Config:
 
 
 @register
-class HGN(Recommender):
+class HGN(UserWindowRecommender):
     name = "hgn"
     Config = Config
     search_space = {"L": [3, 5, 8]}
@@ -80,12 +78,3 @@ class HGN(Recommender):
 
     def item_table(self) -> torch.Tensor:
         return torch.cat([self.item_out.weight, self.bias.weight], 1)
-
-    def loss(self, batch: SeqBatch):
-        h = self.encode(batch.items, batch.users)
-        loss = full_softmax_ce(h, batch.targets, self.item_table())
-        return loss, {"ce": loss.item()}
-
-    def score(self, batch: SeqBatch) -> torch.Tensor:
-        h = self.encode(batch.items[:, -self.config.L :], batch.users)[:, -1]  # only the last window matters
-        return catalogue_scores(h, self.item_table())

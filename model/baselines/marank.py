@@ -33,11 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.baselines.parts import UserTable, fit_user_tables, windows
-from model.batching import SeqBatch
-from model.losses import catalogue_scores, full_softmax_ce
+from model.baselines.parts import UserTable, UserWindowRecommender, fit_user_tables, windows
 from model.nn.embedding import normal_padded_
-from model.registry import Recommender, register
+from model.registry import register
 
 
 @dataclass
@@ -80,7 +78,7 @@ class UserAttention(nn.Module):
 
 
 @register
-class MARank(Recommender):
+class MARank(UserWindowRecommender):
     name = "marank"
     Config = Config
     search_space = {"L": [3, 5, 8], "dropout": [0.1, 0.2, 0.3]}
@@ -123,12 +121,3 @@ class MARank(Recommender):
 
     def item_table(self) -> torch.Tensor:
         return torch.cat([self.Q.weight, self.M.weight], 1)  # [p_u, s] . [q_j, m_j]
-
-    def loss(self, batch: SeqBatch):
-        h = self.encode(batch.items, batch.users)
-        loss = full_softmax_ce(h, batch.targets, self.item_table())
-        return loss, {"ce": loss.item()}
-
-    def score(self, batch: SeqBatch) -> torch.Tensor:
-        h = self.encode(batch.items[:, -self.config.L :], batch.users)[:, -1]  # only the last window matters
-        return catalogue_scores(h, self.item_table())

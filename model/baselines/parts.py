@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.batching import SeqBatch
+from model.losses import catalogue_scores, full_softmax_ce
 from model.registry import Recommender
 
 
@@ -54,3 +56,23 @@ def windows(x: torch.Tensor, n: int) -> torch.Tensor:
     pad = [0, 0] * (x.dim() - 2) + [n - 1, 0]
     w = F.pad(x, pad).unfold(1, n, 1)  # (B, L, ..., n)
     return w.movedim(-1, 2)
+
+
+class UserWindowRecommender(Recommender):
+    """Base of the models that read a user row and a fixed window of recent items (Fossil, HGN, MARank).
+
+    A subclass defines ``encode(items, users) -> (B, T, D)`` (the user representation after every
+    position) and ``item_table() -> (n_items + 1, D)``; the score of item j is their inner product. Training
+    is full-catalogue softmax cross-entropy on every prefix. Scoring encodes only the last ``config.L``
+    items: the window is all such a model reads besides the user row (Fossil, which also pools the whole
+    history, overrides ``score``).
+    """
+
+    def loss(self, batch: SeqBatch):
+        h = self.encode(batch.items, batch.users)
+        loss = full_softmax_ce(h, batch.targets, self.item_table())
+        return loss, {"ce": loss.item()}
+
+    def score(self, batch: SeqBatch) -> torch.Tensor:
+        h = self.encode(batch.items[:, -self.config.L :], batch.users)[:, -1]
+        return catalogue_scores(h, self.item_table())
