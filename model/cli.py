@@ -97,18 +97,19 @@ SUBSET_SEED_HELP = (
     "(e.g. --subset-seed 0 --seed 1 --seeds 2) to train more seeds on the same users and reuse cached runs"
 )
 MIN_EPOCHS_HELP = "no early stop before this epoch (lets a run leave its initial plateau)"
+WEIGHT_DECAY_HELP = "Adam's L2 weight decay on every parameter (0 = none; DiffLSRec's own L2 on W_Q, W_K, W_V, W_g is separate)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
 def train_config(
     epochs: int, patience: int, lr: float | None, batch_size: int, device: str, seed: int, max_minutes: float | None, grad_clip: float = 5.0,
-    batching: str = "bucket", loss_scale: str = "target", min_epochs: int = 0,
+    batching: str = "bucket", loss_scale: str = "target", min_epochs: int = 0, weight_decay: float = 0.0,
 ):
     from model.training import TrainConfig
 
     return TrainConfig(
         epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, device=device, seed=seed, max_minutes=max_minutes, grad_clip=grad_clip,
-        batching=batching, loss_scale=loss_scale, min_epochs=min_epochs,
+        batching=batching, loss_scale=loss_scale, min_epochs=min_epochs, weight_decay=weight_decay,
     )
 
 
@@ -138,6 +139,7 @@ def benchmark(
     patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
+    weight_decay: float = typer.Option(0.0, help=WEIGHT_DECAY_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per model run"),
     grad_clip: float = typer.Option(5.0, help="clip each step's gradient norm to this (0 = no clipping)"),
@@ -156,7 +158,7 @@ def benchmark(
 
     names = model_names(models)
     overrides = check_overrides(parse_sets(set, prefixed=True))
-    cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs)
+    cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs, weight_decay)
     data = load_dataset(input, format, kcore, users, seed, split, item_key, subset_seed)
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), cfg,
@@ -181,6 +183,7 @@ def train(
     patience: int = typer.Option(10),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
+    weight_decay: float = typer.Option(0.0, help=WEIGHT_DECAY_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None),
     batching: str = typer.Option("bucket", help=BATCHING_HELP),
@@ -199,7 +202,10 @@ def train(
         raise typer.BadParameter(f"one model, got {len(names)}: {model!r}", param_hint="--model")
     model = names[0]
     overrides = check_overrides({model: parse_sets(set, prefixed=False)})[model]
-    cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs)
+    cfg = train_config(
+        epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs,
+        weight_decay=weight_decay,
+    )
     data = load_dataset(input, format, kcore, users, seed, split, item_key, subset_seed)
     stats = fit_features(data)
     run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out)
@@ -256,6 +262,7 @@ def reproduce(
     patience: int = typer.Option(10),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
+    weight_decay: float = typer.Option(0.0, help=WEIGHT_DECAY_HELP),
     batch_size: int = typer.Option(128),
     max_minutes: float = typer.Option(None, help="wall-clock cap per training run"),
     batching: str = typer.Option("bucket", help=BATCHING_HELP),
@@ -276,7 +283,10 @@ def reproduce(
         raise typer.BadParameter(f"unknown preset {preset!r} (known: paper)")
     spec = ReproduceSpec(
         seeds=list(range(seed, seed + seeds)),
-        train=train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs),
+        train=train_config(
+            epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs,
+            weight_decay=weight_decay,
+        ),
         overrides=check_overrides(parse_sets(set, prefixed=True)),
         parts=tuple(known_names(parts, PARTS, "--parts", "part")),
         models=model_names(models),

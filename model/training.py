@@ -60,6 +60,8 @@ class TrainConfig:
             raise ValueError(f"batching must be 'bucket' or 'random', got {self.batching!r}")
         if self.loss_scale not in ("batch", "target"):
             raise ValueError(f"loss_scale must be 'batch' or 'target', got {self.loss_scale!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.device != "auto":
             parse_device(self.device)  # a typo fails here, not after the data is prepared
 

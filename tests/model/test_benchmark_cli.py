@@ -65,6 +65,31 @@ def test_an_explicit_learning_rate_applies_to_every_model(ml100k_file, isolated_
         assert run.config["lr"] == expected
 
 
+def test_weight_decay_reaches_the_optimiser_and_shrinks_the_weights(ml100k_file, isolated_home, tmp_path):
+    """`--weight-decay` (train_config's weight_decay) is Adam's L2 term on every parameter: the same run with a
+    large decay ends with a smaller weight norm, and a negative decay is refused before any data is read."""
+    import torch
+
+    from model.batching import FeatureView
+    from model.benchmark import fit_features
+    from model.cli import train_config
+    from model.data.prepare import PrepareOptions, prepare
+    from model.registry import build
+    from model.training import train
+
+    data = prepare(ml100k_file, PrepareOptions(users=40, seed=0), cache_dir=tmp_path / "cache")
+    stats = fit_features(data)
+    features = FeatureView.build(data, stats)
+    norms = {}
+    for decay in (0.0, 0.1):
+        model = build("gru4rec", data.sequences.n_items, stats)
+        train(model, data, stats, train_config(1, 1, 1e-2, 64, "cpu", 0, None, weight_decay=decay), features)
+        norms[decay] = torch.sqrt(sum((p.detach() ** 2).sum() for p in model.parameters())).item()
+    assert norms[0.1] < 0.95 * norms[0.0]
+    with pytest.raises(ValueError, match="weight_decay"):
+        train_config(1, 1, None, 64, "cpu", 0, None, weight_decay=-1e-4)
+
+
 @pytest.mark.parametrize(
     "args, option, named",
     [
