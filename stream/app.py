@@ -36,6 +36,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
+from stream.consumer import use_fetch_settings
 from stream.delivery import drain_before_commit
 from stream.engine import BatchResult, Engine, ModelBundle, SourcedEvent, resolve_artifact
 from stream.hotswap import ModelSwapper
@@ -103,6 +104,7 @@ class StreamWorker:
 
     def _create_app(self) -> faust.App:
         app = faust.App(self.settings.app_id, store="rocksdb://", topic_replication_factor=self.settings.replication_factor, **app_options(self.settings, self.partitions))
+        use_fetch_settings(app, self.settings.fetch_min_bytes, self.settings.fetch_max_wait)
         # Faust blocks fetching once more than 100 messages wait in its producer buffer (logging a warning
         # each time); one batch legitimately enqueues a table write per user and a message per event.
         app.producer.buffer.max_messages = max(100, 4 * self.settings.batch_max)

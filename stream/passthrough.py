@@ -12,6 +12,7 @@ import faust
 from faust.types import StreamT
 
 from stream.app import app_options, run_faust_worker, use_event_loop
+from stream.consumer import use_fetch_settings
 from stream.delivery import drain_before_commit
 from stream.settings import WorkerSettings
 from stream.web import readiness
@@ -20,6 +21,7 @@ from stream.web import readiness
 def create_passthrough_app(settings: WorkerSettings, partitions: int) -> faust.App:
     s = settings
     app = faust.App(s.app_id, **app_options(s, partitions))
+    use_fetch_settings(app, s.fetch_min_bytes, s.fetch_max_wait)  # the worker's consumer settings
     app.producer.buffer.max_messages = max(100, 4 * s.batch_max)
     drain_before_commit(app)  # the same delivery guarantee (and cost) as the worker
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}

@@ -1,0 +1,64 @@
+"""The worker's Kafka consumer: fetch settings Faust does not expose reach the aiokafka consumer it builds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+import pytest
+
+from stream.consumer import FetchTunedTransport, use_fetch_settings
+from stream.passthrough import create_passthrough_app
+from stream.settings import WorkerSettings
+
+
+def _built_consumer(app: faust.App):
+    """The aiokafka consumer Faust's consumer thread creates for ``app`` (constructed, never started: no
+    broker is contacted), and its fetch settings."""
+
+    async def build():
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms, consumer._max_partition_fetch_bytes
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(build())
+
+
+def test_fetch_settings_reach_the_aiokafka_consumer(isolated_home, tmp_path):
+    settings = WorkerSettings(fetch_min_bytes=65536, fetch_max_wait=0.01, worker_data_dir=tmp_path / "w")
+    app = create_passthrough_app(settings, partitions=2)
+    assert isinstance(app.transport, FetchTunedTransport)
+    min_bytes, max_wait_ms, partition_bytes = _built_consumer(app)
+    assert (min_bytes, max_wait_ms) == (65536, 10)
+    assert partition_bytes == app.conf.consumer_max_fetch_size  # Faust's own arguments are kept
+
+
+def test_the_defaults_replace_faust_fetch_settings(isolated_home, tmp_path):
+    """By default the worker fetches with 64 KiB / 5 ms where Faust alone would use 1 byte / 1.5 s."""
+    defaults = WorkerSettings(worker_data_dir=tmp_path / "w")
+    plain = faust.App("plain-faust", broker="kafka://127.0.0.1:9092", autodiscover=False)
+
+    async def faust_own():
+        consumer = plain.consumer._thread._create_worker_consumer(plain.transport)
+        try:
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert _built_consumer(create_passthrough_app(defaults, partitions=2))[:2] == (65536, 5)
+    assert asyncio.run(faust_own()) == (1, 1500)
+
+
+def test_fetch_settings_must_come_before_the_transport_is_used():
+    app = faust.App("late", broker="kafka://127.0.0.1:9092", autodiscover=False)
+    app.consumer  # built from the transport, which is then fixed
+    with pytest.raises(RuntimeError, match="already in use"):
+        use_fetch_settings(app, 1024, 0.01)
+
+
+@pytest.mark.parametrize("field, value", [("fetch_min_bytes", 0), ("fetch_max_wait", 0.0)])
+def test_fetch_settings_are_validated(field, value):
+    with pytest.raises(ValueError, match=field):
+        WorkerSettings(**{field: value})
