@@ -103,13 +103,7 @@ class StreamWorker:
         register_views(self)
 
     def _create_app(self) -> faust.App:
-        app = faust.App(self.settings.app_id, store="rocksdb://", topic_replication_factor=self.settings.replication_factor, **app_options(self.settings, self.partitions))
-        use_fetch_settings(app, self.settings.fetch_min_bytes, self.settings.fetch_max_wait)
-        # Faust blocks fetching once more than 100 messages wait in its producer buffer (logging a warning
-        # each time); one batch legitimately enqueues a table write per user and a message per event.
-        app.producer.buffer.max_messages = max(100, 4 * self.settings.batch_max)
-        drain_before_commit(app)  # no offset is committed while its output still waits in the buffer
-        return app
+        return create_faust_app(self.settings, self.partitions, store="rocksdb://", topic_replication_factor=self.settings.replication_factor)
 
     @property
     def bundle(self) -> ModelBundle:
@@ -254,8 +248,19 @@ class StreamWorker:
         )
 
 
-def app_options(s: WorkerSettings, partitions: int) -> dict:
-    """Faust settings shared by the worker and the benchmark's pass-through app (same consumer/producer)."""
+def create_faust_app(s: WorkerSettings, partitions: int, **extra) -> faust.App:
+    """The Faust app of the worker and of the benchmark's pass-through: the same consumer (fetch settings
+    included), producer and delivery guarantee; ``extra``: further Faust settings (the worker's store)."""
+    app = faust.App(s.app_id, **_app_options(s, partitions), **extra)
+    use_fetch_settings(app, s.fetch_min_bytes, s.fetch_max_wait)  # before anything resolves the transport
+    # Faust blocks fetching once more than 100 messages wait in its producer buffer (logging a warning
+    # each time); one batch legitimately enqueues a table write per user and a message per event.
+    app.producer.buffer.max_messages = max(100, 4 * s.batch_max)
+    drain_before_commit(app)  # no offset is committed while its output still waits in the buffer
+    return app
+
+
+def _app_options(s: WorkerSettings, partitions: int) -> dict:
     return dict(
         broker=[f"kafka://{address.strip()}" for address in s.bootstrap_servers.split(",")],
         datadir=str(s.datadir),

@@ -11,19 +11,14 @@ from __future__ import annotations
 import faust
 from faust.types import StreamT
 
-from stream.app import app_options, run_faust_worker, use_event_loop
-from stream.consumer import use_fetch_settings
-from stream.delivery import drain_before_commit
+from stream.app import create_faust_app, run_faust_worker, use_event_loop
 from stream.settings import WorkerSettings
 from stream.web import readiness
 
 
 def create_passthrough_app(settings: WorkerSettings, partitions: int) -> faust.App:
     s = settings
-    app = faust.App(s.app_id, **app_options(s, partitions))
-    use_fetch_settings(app, s.fetch_min_bytes, s.fetch_max_wait)  # the worker's consumer settings
-    app.producer.buffer.max_messages = max(100, 4 * s.batch_max)
-    drain_before_commit(app)  # the same delivery guarantee (and cost) as the worker
+    app = create_faust_app(s, partitions)  # the worker's consumer, producer and delivery guarantee (and cost)
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     source = app.topic(s.interactions_topic, partitions=partitions, **raw)
     sink = app.topic(s.recommendations_topic, partitions=partitions, **raw)
