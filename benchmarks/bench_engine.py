@@ -1,8 +1,8 @@
 """CPU cost of the worker's own serving steps per event, without Kafka or Faust.
 
-    .venv/bin/python benchmarks/bench_engine.py --artifact DIR [--events 40000] [--batches 256,20] [--repeat 3]
+    .venv/bin/python benchmarks/bench_engine.py --artifact DIR [--events 40000] [--batches 256,20] [--repeat 3] [--interleave N]
 
-Replays the ML-1M ratings in time order (the events ``difflsrec bench stream`` sends), cuts them into
+Replays the ML-1M ratings in time order, or N users at a time (the events ``difflsrec bench stream`` sends), cuts them into
 micro-batches of each size and runs exactly what ``stream.app`` does per batch besides Faust: parse and
 validate every event, read each user's state from its table bytes, ``Engine.process``, serialise every
 recommendation and write each user's state back as bytes (the table is a dict here). Prints CPU
@@ -84,15 +84,17 @@ def main() -> None:
     parser.add_argument("--batches", default="256,20", help="micro-batch sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--inference-steps", type=int, default=None)
+    parser.add_argument("--interleave", type=int, default=None, help="replay N users at a time, round-robin (default: global time order); see stream.bench.replay_events")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where the model runs (FAISS stays on the host with faiss-cpu)")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # the worker's default (stream/settings.py: threads)
     bundle = ModelBundle.load(args.artifact, device=args.device, inference_steps=args.inference_steps)
     engine = Engine(bundle)
-    events = replay_events(args.ratings, args.events)
+    events = replay_events(args.ratings, args.events, args.interleave)
     run(engine, events[:2_000], 256)  # warm-up: CUDA context, kernels, allocator; TorchScript's profiling runs
-    print(f"{len(events)} events, model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, 1 thread")
+    order = "time order" if args.interleave is None else f"{args.interleave} users at a time"
+    print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, 1 thread")
     for batch in (int(b) for b in args.batches.split(",")):
         runs = [run(engine, events, batch) for _ in range(args.repeat)]
         n = len(events)

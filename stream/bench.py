@@ -1,7 +1,7 @@
 """``difflsrec bench stream``: one worker vs a pass-through Faust agent on the same broker.
 
 Both run as real processes with the same settings, topics layout and input (a slice of the ratings file
-replayed in global time order as JSON events). For each mode:
+replayed as JSON events, in global time order or ``interleave`` users at a time). For each mode:
 
 * ``max``: a backlog of events is loaded first, then the process starts; throughput = events / (last
   output - first output). The producer is idle meanwhile, so only the consumer side is measured.
@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ class BenchConfig:
     # ~700 to ~300 us once warm), which made whichever mode ran first pay for the warm-up
     broker_warmup: float = 15.0
     trace_dir: Path | None = None  # per-event times of each paced phase (<mode>-<load>.npz)
+    interleave: int | None = None  # replay order: None = global time order, N = N users at once (replay_events)
 
 
 @dataclass
@@ -78,21 +80,55 @@ class PhaseResult:
     segments_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def replay_events(ratings: Path | None, limit: int | None = None) -> list[tuple[bytes, bytes]]:
-    """The first ``limit`` ratings as (key, JSON value) events in global time order, event ids ``b<n>``."""
+def replay_events(ratings: Path | None, limit: int | None = None, interleave: int | None = None) -> list[tuple[bytes, bytes]]:
+    """The first ``limit`` ratings as (key, JSON value) events, event ids ``b<n>`` in replay order.
+
+    ``interleave=None``: global time order. ML-1M users rated in bursts (most of a user's ratings within
+    minutes of each other), so a micro-batch of 256 then holds ~4 users with ~60 events each: few fusion
+    rows and table writes per event, many sequential GRU steps. ``interleave=N``: N users active at once
+    (users join in order of their first rating, one leaves when their events are done and the next joins),
+    round-robin one event each, every user's own events in their time order; a batch of B then holds
+    ~min(N, B) distinct users, as a service with many concurrent users sees.
+    """
     from difflsrec.settings import CommonSettings
     from model.data.prepare import prepare
 
     path = ratings or CommonSettings().data_dir / "ml-1m" / "ratings.dat"
     seq = prepare([path]).sequences
     users = np.repeat(np.arange(seq.n_users), seq.lengths())
-    order = np.argsort(seq.times, kind="stable")[:limit]
+    if interleave is None:
+        order = np.argsort(seq.times, kind="stable")[:limit].tolist()
+    elif interleave < 1:
+        raise ValueError(f"interleave must be a positive number of users, got {interleave}")
+    else:
+        order = _round_robin(seq, interleave, len(seq.items) if limit is None else limit)
     out = []
-    for n, j in enumerate(order.tolist()):
+    for n, j in enumerate(order):
         user = str(seq.user_ids[users[j]])
         body = {"user_id": user, "item_id": str(seq.item_ids[seq.items[j]]), "timestamp": int(seq.times[j]), "event_id": f"b{n}"}
         out.append((user.encode(), json.dumps(body, separators=(",", ":")).encode()))
     return out
+
+
+def _round_robin(seq, active: int, limit: int) -> list[int]:
+    """Positions into ``seq.items``: ``active`` users at a time, one event each in turn (see replay_events)."""
+    starts = seq.offsets[:-1]
+    ends = seq.offsets[1:]
+    # a user's first rating = their sequence's first time (sequences are in time order)
+    nonempty = np.flatnonzero(ends > starts)
+    waiting = deque(nonempty[np.argsort(seq.times[starts[nonempty]], kind="stable")].tolist())
+    turn: deque[list[int]] = deque()  # [next position, end] per active user
+    order: list[int] = []
+    while len(order) < limit and (turn or waiting):
+        while len(turn) < active and waiting:
+            u = waiting.popleft()
+            turn.append([int(starts[u]), int(ends[u])])
+        user = turn.popleft()
+        order.append(user[0])
+        user[0] += 1
+        if user[0] < user[1]:
+            turn.append(user)
+    return order
 
 
 @contextmanager
@@ -260,7 +296,7 @@ def warm_broker(bootstrap: str, events, seconds: float, partitions: int, rate: f
 
 def run_bench(cfg: BenchConfig, out: Path | None = None) -> list[PhaseResult]:
     rates = [int(x) for x in cfg.loads if x != "max"]
-    events = replay_events(cfg.ratings, max(cfg.backlog, int(sum(rates) * cfg.seconds + (rates[0] * cfg.warmup if rates else 0))))
+    events = replay_events(cfg.ratings, max(cfg.backlog, int(sum(rates) * cfg.seconds + (rates[0] * cfg.warmup if rates else 0))), cfg.interleave)
     results: list[PhaseResult] = []
     own_cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     workdir = Path(tempfile.mkdtemp(prefix="difflsrec-bench-"))

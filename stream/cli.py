@@ -74,6 +74,7 @@ def bench_stream(
     broker_warmup: Annotated[float, typer.Option(help="seconds of traffic through the broker before measuring (a fresh JVM is slow until its JIT has run)")] = 15.0,
     modes: Annotated[str, typer.Option(help="what to measure, comma-separated: passthrough, worker")] = "passthrough,worker",
     trace_dir: Annotated[Optional[Path], typer.Option(help="save each paced phase's per-event times here (<mode>-<load>.npz)")] = None,
+    interleave: Annotated[Optional[int], typer.Option(min=1, help="replay N users at a time, round-robin, each user's events in time order (a micro-batch then holds ~N distinct users); default: global time order, ~4 users per batch of 256 on ML-1M")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None,
 ) -> None:
     """Throughput and latency of one worker vs a pass-through Faust agent on the same broker."""
@@ -82,7 +83,7 @@ def bench_stream(
     cfg = BenchConfig(
         artifact=artifact, ratings=ratings, loads=[x.strip() for x in loads.split(",") if x.strip()], seconds=seconds, backlog=backlog,
         batch_max=batch_max, batch_within=batch_within, inference_steps=inference_steps, bootstrap=bootstrap, partitions=partitions, repeat=repeat, profile_dir=profile_dir,
-        modes=_modes(modes), trace_dir=trace_dir, broker_warmup=broker_warmup,
+        modes=_modes(modes), trace_dir=trace_dir, broker_warmup=broker_warmup, interleave=interleave,
     )
     run_bench(cfg, out)
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from stream.bench import BenchConfig, PhaseResult, run_bench, summary_lines
+from stream.bench import BenchConfig, PhaseResult, replay_events, run_bench, summary_lines
 from stream.bench_swap import SwapConfig, run_swap
 
 
@@ -24,6 +24,40 @@ def test_summary_gives_medians_and_the_ratio_pair_by_pair():
     assert head == "load   max: worker 2200 / pass-through 3000 events/s = 73 %; CPU 400 / 300 us per event (medians of 3 runs)"
     assert pairs.split(": ", 1)[1] == "80, 50, 110 % (median 80 %, range 50-110 %)"
     assert summary_lines(results[:2]) == ["load   max: worker 2400 / pass-through 3000 events/s = 80 %; CPU 400 / 300 us per event"]
+
+
+def _decoded(events):
+    return [json.loads(value) | {"key": key.decode()} for key, value in events]
+
+
+def test_replay_in_time_order_and_interleaved(ml100k_file, isolated_home):
+    timed = _decoded(replay_events(ml100k_file, 3000))
+    assert [e["timestamp"] for e in timed] == sorted(e["timestamp"] for e in timed)
+    assert all(e["key"] == e["user_id"] for e in timed)
+
+    mixed = _decoded(replay_events(ml100k_file, 3000, interleave=50))
+    assert [e["event_id"] for e in mixed] == [f"b{n}" for n in range(3000)]
+    by_user: dict[str, list[dict]] = {}
+    for e in mixed:
+        by_user.setdefault(e["user_id"], []).append(e)
+    # 50 users at a time, one event each in turn: any 50 consecutive events come from 50 users (until the
+    # last users run out of events); each user's own events stay in their time order
+    assert all(len({e["user_id"] for e in mixed[i : i + 50]}) == 50 for i in range(0, 2500, 50))
+    for events in by_user.values():
+        assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
+    # a user's first events of the full replay, in the same order (ties in time included)
+    everything = _decoded(replay_events(ml100k_file))
+    history = {}
+    for e in everything:
+        history.setdefault(e["user_id"], []).append((e["timestamp"], e["item_id"]))
+    for user, events in by_user.items():
+        assert [(e["timestamp"], e["item_id"]) for e in events] == history[user][: len(events)]
+    # one user at a time: each user's whole history in a row
+    serial = _decoded(replay_events(ml100k_file, 600, interleave=1))
+    changes = sum(a["user_id"] != b["user_id"] for a, b in zip(serial, serial[1:]))
+    assert changes == len({e["user_id"] for e in serial}) - 1
+    with pytest.raises(ValueError, match="interleave"):
+        replay_events(ml100k_file, 10, interleave=0)
 
 
 @pytest.mark.kafka
