@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,16 +86,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--inference-steps", type=int, default=None)
     parser.add_argument("--interleave", type=int, default=None, help="replay N users at a time, round-robin (default: global time order); see stream.bench.replay_events")
+    parser.add_argument("--index-kind", default="flat", choices=("flat", "ivf", "hnsw"), help="the item index the engine searches (the worker's INDEX_KIND)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where the model runs (FAISS stays on the host with faiss-cpu)")
     args = parser.parse_args()
 
-    torch.set_num_threads(1)  # the worker's default (stream/settings.py: threads)
-    bundle = ModelBundle.load(args.artifact, device=args.device, inference_steps=args.inference_steps)
+    torch.set_num_threads(1)  # the worker's default (stream/settings.py: threads), for torch and faiss alike
+    faiss.omp_set_num_threads(1)
+    bundle = ModelBundle.load(args.artifact, device=args.device, inference_steps=args.inference_steps, index_kind=args.index_kind)
     engine = Engine(bundle)
     events = replay_events(args.ratings, args.events, args.interleave)
     run(engine, events[:2_000], 256)  # warm-up: CUDA context, kernels, allocator; TorchScript's profiling runs
     order = "time order" if args.interleave is None else f"{args.interleave} users at a time"
-    print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, 1 thread")
+    print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, {bundle.index.kind} index, 1 thread")
     for batch in (int(b) for b in args.batches.split(",")):
         runs = [run(engine, events, batch) for _ in range(args.repeat)]
         n = len(events)
