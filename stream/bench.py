@@ -123,11 +123,11 @@ def _round_robin(seq, active: int, limit: int) -> list[int]:
         while len(turn) < active and waiting:
             u = waiting.popleft()
             turn.append([int(starts[u]), int(ends[u])])
-        user = turn.popleft()
-        order.append(user[0])
-        user[0] += 1
-        if user[0] < user[1]:
-            turn.append(user)
+        cursor = turn.popleft()
+        order.append(cursor[0])
+        cursor[0] += 1
+        if cursor[0] < cursor[1]:
+            turn.append(cursor)
     return order
 
 

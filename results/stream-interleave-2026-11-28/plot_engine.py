@@ -1,6 +1,5 @@
 """Plot bench_engine_interleave.out.txt: serving CPU per event against distinct users per micro-batch."""
 import re
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-here = Path(sys.argv[0]).resolve().parent
+here = Path(__file__).resolve().parent
 rows = {}  # batch size -> [(users per batch, total, stages, replay order)]
 order = ""
 for line in (here / "bench_engine_interleave.out.txt").read_text().splitlines():

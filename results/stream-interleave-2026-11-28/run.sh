@@ -1,6 +1,6 @@
 #!/bin/bash
 # Time-ordered replay vs 1,000 users at a time, same broker, same model, alternated; trainings paused meanwhile.
-cd /work/main
+cd "$(git rev-parse --show-toplevel)"
 R=results/stream-interleave-2026-11-28
 A=runs/ml1m-capped/models/difflsrec/seed0
 PIDS=$(pgrep -f "difflsrec --threads 1 reproduce")
