@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 import time
 import weakref
 from collections import defaultdict
@@ -36,7 +38,7 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
-from stream.consumer import use_fetch_settings
+from stream.consumer import use_worker_consumer
 from stream.delivery import drain_before_commit
 from stream.engine import BatchResult, Engine, ModelBundle, SourcedEvent, resolve_artifact
 from stream.hotswap import ModelSwapper
@@ -252,7 +254,7 @@ def create_faust_app(s: WorkerSettings, partitions: int, **extra) -> faust.App:
     """The Faust app of the worker and of the benchmark's pass-through: the same consumer (fetch settings
     included), producer and delivery guarantee; ``extra``: further Faust settings (the worker's store)."""
     app = faust.App(s.app_id, **_app_options(s, partitions), **extra)
-    use_fetch_settings(app, s.fetch_min_bytes, s.fetch_max_wait)  # before anything resolves the transport
+    use_worker_consumer(app, s.fetch_min_bytes, s.fetch_max_wait, s.commit_timeout)  # before anything resolves the transport
     # Faust blocks fetching once more than 100 messages wait in its producer buffer (logging a warning
     # each time); one batch legitimately enqueues a table write per user and a message per event.
     app.producer.buffer.max_messages = max(100, 4 * s.batch_max)
@@ -295,9 +297,46 @@ def use_event_loop(name: str) -> str:
     return name
 
 
-def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info") -> None:
+#: exit code of a worker whose graceful stop overran ``stop_timeout`` (see ``_DeadlineWorker``)
+EXIT_STOP_DEADLINE = 3
+
+
+class _DeadlineWorker(faust.Worker):
+    """Faust's worker with a deadline on the graceful stop that SIGTERM/SIGINT start.
+
+    A stop can wait on the broker without end or for minutes: aiokafka retries a commit and waits for the
+    acknowledgement of pending output for as long as the broker is away, and a broker that no longer answers
+    (frozen, partitioned) holds the consumer's LeaveGroup for its request timeout, then mode waits 60 s for
+    the consumer thread (measured: 90 s to stop with a frozen broker; stream/consumer.py has the rest). A
+    supervisor then SIGKILLs the worker anyway; here the worker exits by itself, logging why, with
+    :data:`EXIT_STOP_DEADLINE`. That is the outcome of SIGKILL, which the restart tests show loses nothing:
+    offsets are committed only after their output is on the broker, and the RocksDB store survives a kill.
+    """
+
+    def __init__(self, *args, stop_timeout: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_timeout = stop_timeout
+
+    def _schedule_shutdown(self, signal) -> None:
+        if not self._signal_stop_time:  # the first signal starts the stop and its deadline
+            deadline = threading.Timer(self.stop_timeout, self._stop_overran)
+            deadline.daemon = True
+            deadline.start()
+        super()._schedule_shutdown(signal)
+
+    def _stop_overran(self) -> None:
+        log.error(
+            "the graceful stop did not finish within %.0f s (stop_timeout; is the broker reachable?): exiting now with code %d; "
+            "uncommitted events will be delivered again", self.stop_timeout, EXIT_STOP_DEADLINE,
+        )
+        logging.shutdown()  # flush the log handlers: os._exit skips every clean-up
+        os._exit(EXIT_STOP_DEADLINE)
+
+
+def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", stop_timeout: float = 25.0) -> None:
     """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
-    ``profile``: write a cProfile of the whole run to this path."""
+    ``profile``: write a cProfile of the whole run to this path; ``stop_timeout``: seconds a graceful stop
+    may take before the process exits with :data:`EXIT_STOP_DEADLINE`."""
     import cProfile
     import gc
 
@@ -305,7 +344,7 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info") -> No
     # rescanning them on every full collection (unfrozen, collections cost as much as the model per batch)
     gc.collect()
     gc.freeze()
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    worker = _DeadlineWorker(app, loglevel=loglevel, redirect_stdouts=False, stop_timeout=stop_timeout)
 
     @app.task
     async def report_event_loop() -> None:  # once Faust has set up logging

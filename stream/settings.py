@@ -75,6 +75,12 @@ class WorkerSettings(KafkaSettings):
     heartbeat_interval: float = Field(3.0, gt=0)
     rebalance_timeout: float = Field(60.0, gt=0)
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits (each flushes the producer first)")
+    # a stop without a broker can wait on it for minutes (stream/app.py, _DeadlineWorker); keep this under the
+    # supervisor's grace period (docker-compose.yml: 35 s)
+    stop_timeout: float = Field(25.0, gt=0, description="seconds a graceful stop (SIGTERM) may take; past it the worker exits with code 3, as if killed (uncommitted events come again)")
+    # aiokafka retries a commit for as long as the broker is away and Faust's stop waits for it
+    # (stream/consumer.py); a stop may wait for two commits
+    commit_timeout: float = Field(10.0, gt=0, description="seconds an offset commit may wait for the broker before it is given up (the events after the last commit then come again after a restart)")
     # fewer, larger fetches at moderate loads: 25-33 % less worker CPU per event at 1,000 events/s (two A/B
     # sets), ~30 % at 2,000, p99 equal or lower (stream/consumer.py, stream/README.md); Faust's own values are
     # 1 byte and 1.5 s

@@ -71,6 +71,16 @@ def test_registry_volume_is_shared_and_ports_match(compose):
     assert worker["environment"]["DIFFLSREC_WEB_HOST"] == "0.0.0.0"  # inside the container only
 
 
+def test_the_worker_may_finish_its_own_stop(compose):
+    """Docker SIGKILLs after ``stop_grace_period`` (10 s if unset); the worker ends an overlong stop itself
+    after STOP_TIMEOUT (stream/app.py), so the grace period must be longer."""
+    worker = compose["services"]["worker"]
+    grace = worker.get("stop_grace_period", "10s")
+    assert grace.endswith("s") and grace[:-1].isdigit(), grace
+    env = {k.removeprefix("DIFFLSREC_").lower(): v for k, v in worker["environment"].items() if k.startswith("DIFFLSREC_")}
+    assert int(grace[:-1]) > WorkerSettings(**env).stop_timeout + 5
+
+
 def test_commands_are_difflsrec_commands(compose):
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["difflsrec"]' in dockerfile and "pip install ." in dockerfile

@@ -1,4 +1,5 @@
-"""The worker's Kafka consumer: fetch settings Faust does not expose reach the aiokafka consumer it builds."""
+"""The worker's Kafka consumer: fetch settings Faust does not expose reach the aiokafka consumer it builds,
+and the commit bound reaches its consumer thread (the stop without a broker: tests/stream/test_worker.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import faust
 import pytest
 
-from stream.consumer import FetchTunedTransport, use_fetch_settings
+from stream.consumer import WorkerTransport, use_worker_consumer
 from stream.passthrough import create_passthrough_app
 from stream.settings import WorkerSettings
 
@@ -27,9 +28,10 @@ def _built_consumer(app: faust.App):
 
 
 def test_fetch_settings_reach_the_aiokafka_consumer(isolated_home, tmp_path):
-    settings = WorkerSettings(fetch_min_bytes=65536, fetch_max_wait=0.01, worker_data_dir=tmp_path / "w")
+    settings = WorkerSettings(fetch_min_bytes=65536, fetch_max_wait=0.01, commit_timeout=4.5, worker_data_dir=tmp_path / "w")
     app = create_passthrough_app(settings, partitions=2)
-    assert isinstance(app.transport, FetchTunedTransport)
+    assert isinstance(app.transport, WorkerTransport)
+    assert app.consumer._thread.transport.commit_timeout == 4.5
     min_bytes, max_wait_ms, partition_bytes = _built_consumer(app)
     assert (min_bytes, max_wait_ms) == (65536, 10)
     assert partition_bytes == app.conf.consumer_max_fetch_size  # Faust's own arguments are kept
@@ -47,10 +49,10 @@ def test_fetch_settings_must_come_before_the_transport_is_used():
     app = faust.App("late", broker="kafka://127.0.0.1:9092", autodiscover=False)
     app.consumer  # built from the transport, which is then fixed
     with pytest.raises(RuntimeError, match="already in use"):
-        use_fetch_settings(app, 1024, 0.01)
+        use_worker_consumer(app, 1024, 0.01, 10.0)
 
 
-@pytest.mark.parametrize("field, value", [("fetch_min_bytes", 0), ("fetch_max_wait", 0.0)])
+@pytest.mark.parametrize("field, value", [("fetch_min_bytes", 0), ("fetch_max_wait", 0.0), ("commit_timeout", 0.0)])
 def test_fetch_settings_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         WorkerSettings(**{field: value})

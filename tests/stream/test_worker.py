@@ -7,6 +7,7 @@ scale-out tests start their own workers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
@@ -14,6 +15,7 @@ import time
 import numpy as np
 import pytest
 
+from stream.app import EXIT_STOP_DEADLINE
 from stream.kafka import find_free_port, find_free_ports
 from stream.schemas import Reason
 from tests.stream.helpers import load, make_events, offline_state, offline_top_n, streams_of
@@ -241,4 +243,62 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_stops(ka
         for stream in streams_of(first + second).values():  # b's users continue from b's state, read from the changelog
             _assert_state(a, artifact, stream, deployment.logs())
     finally:
+        deployment.close()
+
+
+def test_a_worker_whose_broker_has_gone_stops_promptly_on_sigterm(local_kafka, tiny_artifact_dir, tmp_path):
+    """Without its broker a graceful stop hung: aiokafka retries the final offset commit for as long as the
+    coordinator is away (the worker never stopped), and its fetcher's close lets a cancellation escape, after
+    which mode waits 60 s for the consumer thread (stream/consumer.py). A supervisor's grace period (10-30 s)
+    would SIGKILL such a worker."""
+    broker = local_kafka()  # a private broker: this test stops it
+    assert broker.start() is True
+    # no periodic commit: the events served below are uncommitted when the broker goes, so the stop's own
+    # commit meets the missing broker every time
+    deployment = Deployment(broker.bootstrap_servers, tiny_artifact_dir, tmp_path, commit_interval=3600.0, commit_timeout=3.0)
+    try:
+        worker = deployment.start_worker("w", find_free_port())
+        events = make_events(n_users=3, per_user=4, seed=41)
+        deployment.produce(events)
+        deployment.collect({e["event_id"] for e in events})  # served, not committed
+        broker.stop()
+        time.sleep(3)  # the consumer's fetches fail and wait in their retry back-off
+        started = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = worker.process.wait(90)  # without the fix: TimeoutExpired
+        took = time.monotonic() - started
+        log = worker.log_tail(200)
+        assert code == 0, log
+        assert took < 20, f"stopped after {took:.0f} s\n{log}"  # two commits of 3 s at most, then the stop itself
+        assert "offset commit gave up after 3 s" in log, log
+    finally:
+        deployment.close()
+
+
+def test_a_stop_that_overruns_its_deadline_exits_with_code_3(local_kafka, tiny_artifact_dir, tmp_path):
+    """A broker that no longer answers (frozen here) holds the consumer's stop for its request timeout and
+    mode's 60 s (90 s measured); past ``stop_timeout`` the worker exits by itself, as a supervisor's SIGKILL
+    would end it (stream/app.py, _DeadlineWorker)."""
+    broker = local_kafka()
+    assert broker.start() is True
+    deployment = Deployment(broker.bootstrap_servers, tiny_artifact_dir, tmp_path, stop_timeout=6.0)
+    frozen = None
+    try:
+        worker = deployment.start_worker("w", find_free_port())
+        events = make_events(n_users=3, per_user=4, seed=42)
+        deployment.produce(events)
+        deployment.collect({e["event_id"] for e in events})
+        frozen = broker.pid()
+        os.kill(frozen, signal.SIGSTOP)
+        started = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = worker.process.wait(90)
+        took = time.monotonic() - started
+        log = worker.log_tail(200)
+        assert code == EXIT_STOP_DEADLINE, log
+        assert 6 <= took < 15, f"stopped after {took:.1f} s\n{log}"
+        assert "the graceful stop did not finish within 6 s" in log, log
+    finally:
+        if frozen is not None:
+            os.kill(frozen, signal.SIGCONT)  # the fixture stops it
         deployment.close()
