@@ -302,3 +302,34 @@ def test_a_stop_that_overruns_its_deadline_exits_with_code_3(local_kafka, tiny_a
         if frozen is not None:
             os.kill(frozen, signal.SIGCONT)  # the fixture stops it
         deployment.close()
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_worker_rides_out_a_broker_restart(how, local_kafka, tiny_artifact_dir, tmp_path):
+    """The broker goes away (a clean stop, or SIGKILL) for longer than the group's session timeout and comes
+    back on the same storage: the worker keeps running, serves the events that follow, and every user's
+    state continues from where it was (no event lost or applied twice across the outage)."""
+    broker = local_kafka()
+    assert broker.start() is True
+    deployment = Deployment(broker.bootstrap_servers, tiny_artifact_dir, tmp_path, log_every=5)
+    try:
+        worker = deployment.start_worker("w", find_free_port())
+        before = make_events(n_users=8, per_user=6, seed=51)
+        deployment.produce(before)
+        deployment.collect({e["event_id"] for e in before})
+        broker.stop(timeout=0 if how == "killed" else 60)
+        time.sleep(10)  # past the test group's 6 s session timeout: the broker will not know the member
+        assert worker.process.poll() is None, worker.log_tail(80)  # the worker waits for its broker
+        assert broker.start() is True
+        after = make_events(n_users=8, per_user=6, seed=52)
+        for k, event in enumerate(after):  # the same users, later
+            event["timestamp"] += 10_000_000
+            event["event_id"] = f"after-{k}"
+        deployment.produce(after)
+        deployment.collect({e["event_id"] for e in after}, timeout=180)
+        _assert_every_event_answered(deployment, before + after)
+        artifact = load(tiny_artifact_dir)
+        for stream in streams_of(before + after).values():
+            _assert_state(worker, artifact, stream, deployment.logs())
+    finally:
+        deployment.close()
