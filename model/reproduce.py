@@ -434,7 +434,7 @@ def _k_plot(rows: dict, path: Path) -> None:
     ax.set_ylabel("full-ranking metric (test)")
     ax.set_title("DiffLSRec: effect of the embedding size")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the axes: inside, it hid the HR curve's end
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
