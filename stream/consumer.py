@@ -26,7 +26,7 @@ private broker was stopped under it (tests/stream/test_worker.py):
 1. An offset commit never ends. aiokafka's ``commit`` retries for as long as the group coordinator is
    unknown, with no deadline; Faust's stop waits for the commit in flight (``wait_empty``) and then commits
    again. A worker that had served events shortly before its broker went away did not stop at all (killed
-   after 90 s; 3 of 7 runs, the others had finished their last commit before the broker went). Here each
+   after 90 s; 4 of 7 runs, the others had finished their last commit before the broker went). Here each
    commit gets ``commit_timeout`` seconds: past it, the commit is given up with an error in the log and
    Faust carries on as after any failed commit. Nothing is lost: the offsets stay where they were, so the
    events come again after a restart, and the user state recognises them as already applied. (Faust
