@@ -40,8 +40,7 @@ case $case in
 esac
 sleep 3  # the consumer notices: fetches fail and wait in their retry back-off
 started=$(date +%s.%N); kill -TERM $worker
-for _ in $(seq 150); do kill -0 $worker 2>/dev/null || break; sleep 0.1; done
-while kill -0 $worker 2>/dev/null && [ "$(echo "$(date +%s.%N) - $started < 150" | bc)" = 1 ]; do sleep 0.2; done
+while kill -0 $worker 2>/dev/null && [ "$(echo "$(date +%s.%N) - $started < 150" | bc)" = 1 ]; do sleep 0.1; done
 took=$(echo "$(date +%s.%N) - $started" | bc)
 if kill -0 $worker 2>/dev/null; then echo "$case: still running after $took s: killed"; kill -9 $worker; else wait $worker; echo "$case: exit $? after $took s"; fi
 grep -E "offset commit gave up|did not close cleanly|graceful stop did not finish" "$work/worker.txt" | cut -c1-160

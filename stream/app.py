@@ -333,7 +333,7 @@ class _DeadlineWorker(faust.Worker):
         os._exit(EXIT_STOP_DEADLINE)
 
 
-def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", stop_timeout: float = 25.0) -> None:
+def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, stop_timeout: float) -> None:
     """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
     ``profile``: write a cProfile of the whole run to this path; ``stop_timeout``: seconds a graceful stop
     may take before the process exits with :data:`EXIT_STOP_DEADLINE`."""

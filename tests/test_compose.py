@@ -28,6 +28,11 @@ def _settings_env_names() -> set[str]:
     return names | {"KAFKA_BOOTSTRAP_SERVERS"}
 
 
+def _settings_of(env: dict) -> WorkerSettings:
+    """The settings a process started with ``env`` (a compose service's environment) builds."""
+    return WorkerSettings(**{k.removeprefix("DIFFLSREC_").lower(): v for k, v in env.items() if k.startswith("DIFFLSREC_")})
+
+
 def test_services_and_images(compose):
     services = compose["services"]
     assert set(services) == {"kafka", "bootstrap", "worker"}
@@ -55,7 +60,7 @@ def test_environment_is_what_the_settings_read(compose, service):
     advertised = compose["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert env["KAFKA_BOOTSTRAP_SERVERS"] in advertised
     # the values parse into the settings the process will build
-    settings = WorkerSettings(**{k.removeprefix("DIFFLSREC_").lower(): v for k, v in env.items() if k.startswith("DIFFLSREC_")})
+    settings = _settings_of(env)
     assert str(settings.home) == env["DIFFLSREC_HOME"]
 
 
@@ -77,8 +82,7 @@ def test_the_worker_may_finish_its_own_stop(compose):
     worker = compose["services"]["worker"]
     grace = worker.get("stop_grace_period", "10s")
     assert grace.endswith("s") and grace[:-1].isdigit(), grace
-    env = {k.removeprefix("DIFFLSREC_").lower(): v for k, v in worker["environment"].items() if k.startswith("DIFFLSREC_")}
-    assert int(grace[:-1]) > WorkerSettings(**env).stop_timeout + 5
+    assert int(grace[:-1]) > _settings_of(worker["environment"]).stop_timeout + 5
 
 
 def test_commands_are_difflsrec_commands(compose):
