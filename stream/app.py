@@ -42,6 +42,7 @@ from stream.consumer import use_worker_consumer
 from stream.delivery import drain_before_commit
 from stream.engine import BatchResult, Engine, ModelBundle, SourcedEvent, resolve_artifact
 from stream.hotswap import ModelSwapper
+from stream.logs import summarise_repeats
 from stream.metrics import WorkerMetrics
 from stream.recovery import OrderedRecoveryTableManager
 from stream.schemas import DeadLetter, Limits, Reason, dump_recommendation, parse_event
@@ -333,12 +334,21 @@ class _DeadlineWorker(faust.Worker):
         os._exit(EXIT_STOP_DEADLINE)
 
 
-def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, stop_timeout: float) -> None:
+def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, stop_timeout: float, log_repeat_window: float) -> None:
     """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
     ``profile``: write a cProfile of the whole run to this path; ``stop_timeout``: seconds a graceful stop
-    may take before the process exits with :data:`EXIT_STOP_DEADLINE`."""
+    may take before the process exits with :data:`EXIT_STOP_DEADLINE`; ``log_repeat_window``: seconds for
+    which the Kafka client's repeated log records are held back and counted (0: every one is logged)."""
     import cProfile
     import gc
+
+    import aiokafka  # noqa: F401  its module loggers exist from here on
+
+    repeated = summarise_repeats(log_repeat_window)
+    if repeated is not None:
+        @app.timer(log_repeat_window)
+        async def report_repeated_log_records() -> None:  # a flood that stops is still accounted for
+            repeated.flush()
 
     # torch, faiss and Faust leave a large heap of long-lived objects; frozen, the garbage collector stops
     # rescanning them on every full collection (unfrozen, collections cost as much as the model per batch)
@@ -351,16 +361,17 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, st
         loop = asyncio.get_running_loop()
         log.info("event loop: %s.%s", type(loop).__module__, type(loop).__qualname__)
 
-    if profile is None:
-        worker.execute_from_commandline()  # ends with SystemExit; the return says so to the reader
-        return
-    profiler = cProfile.Profile()
-    profiler.enable()
+    profiler = cProfile.Profile() if profile is not None else None
+    if profiler is not None:
+        profiler.enable()
     try:
         worker.execute_from_commandline()
     finally:  # execute_from_commandline ends with SystemExit after a clean stop
-        profiler.disable()
-        profiler.dump_stats(profile)
+        if repeated is not None:
+            repeated.flush(everything=True)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
 
 
 def load_bundle(settings: WorkerSettings) -> ModelBundle:

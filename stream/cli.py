@@ -54,7 +54,7 @@ def run_worker(settings, loglevel: str = "info") -> None:
     bundle = load_bundle(settings)  # first: a wrong artifact path fails before anything is created on the cluster
     partitions = ensure_topics(settings)
     stream_worker = StreamWorker(settings, bundle, partitions)
-    run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout)
+    run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)
 
 
 @bench_app.command("stream")

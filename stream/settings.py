@@ -78,6 +78,8 @@ class WorkerSettings(KafkaSettings):
     # a stop without a broker can wait on it for minutes (stream/app.py, _DeadlineWorker); keep this under the
     # supervisor's grace period (docker-compose.yml: 35 s)
     stop_timeout: float = Field(25.0, gt=0, description="seconds a graceful stop (SIGTERM) may take; past it the worker exits with code 3, as if killed (uncommitted events come again)")
+    # without a broker aiokafka logs ~125 ERROR lines a second (stream/logs.py)
+    log_repeat_window: float = Field(30.0, ge=0, description="seconds for which the Kafka client's repeated log records (same logger, level and message) are held back and then counted in one line; 0 logs every one")
     # aiokafka retries a commit for as long as the broker is away and Faust's stop waits for it
     # (stream/consumer.py); a stop may wait for two commits
     commit_timeout: float = Field(10.0, gt=0, description="seconds an offset commit may wait for the broker before it is given up (the events after the last commit then come again after a restart)")
