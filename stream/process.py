@@ -10,13 +10,35 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 WORKER = [sys.executable, "-m", "difflsrec.cli", "worker"]
 PASSTHROUGH = [sys.executable, "-m", "stream.passthrough"]
+
+
+def stop_with_this_process() -> Callable[[], None] | None:
+    """``preexec_fn`` for a child that belongs to this process (a test's broker or worker, the demo's, the
+    benchmark's): it gets SIGTERM (its graceful stop) when this process dies, even by SIGKILL, instead of
+    living on as an orphan (prctl PR_SET_PDEATHSIG). Linux only, and only from the main thread: the signal
+    follows the *thread* that forked the child, so a child started from a short-lived thread would be
+    stopped with that thread; elsewhere ``None`` (an orphan then needs stopping by hand)."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    import ctypes
+
+    # bound here, in the parent: the forked child only calls it (no dlopen or import between fork and exec,
+    # where a lock another thread held at the fork would never be released)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def terminate_with_parent() -> None:
+        prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+    return terminate_with_parent
 
 
 def settings_env(bootstrap_servers: str, **settings) -> dict[str, str]:
@@ -47,7 +69,9 @@ class WorkerProcess:
     def start(self, ready_timeout: float = 120.0) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=stop_with_this_process(),
+            )
         self.wait_ready(ready_timeout)
         return self
 

@@ -70,11 +70,12 @@ def kafka_bootstrap(kafka_local_broker: LocalKafka | None) -> Iterator[str]:
 @pytest.fixture
 def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], LocalKafka]]:
     """Factory of unstarted LocalKafka brokers, each in its own temp dir on free ports; any still
-    running at the end of the test are stopped, so a failing test leaves no broker behind."""
+    running at the end of the test are stopped, so a failing test leaves no broker behind, and each is
+    owned (SIGTERM when this process dies), so a killed test run leaves none either."""
     brokers: list[LocalKafka] = []
 
     def make() -> LocalKafka:
-        broker = LocalKafka(tmp_path_factory.mktemp("kafka"), *find_free_ports(2))
+        broker = LocalKafka(tmp_path_factory.mktemp("kafka"), *find_free_ports(2), owned=True)
         brokers.append(broker)
         return broker
 

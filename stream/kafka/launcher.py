@@ -23,13 +23,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
 from difflsrec.settings import CommonSettings
+from stream.process import stop_with_this_process
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +166,6 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _terminate_with_parent() -> None:
-    """In the forked child before exec: ask Linux to send SIGTERM when the parent goes (prctl
-    PR_SET_PDEATHSIG); elsewhere nothing happens and an orphaned broker needs `difflsrec kafka stop`."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
 class LocalKafka:
     """One broker+controller node on 127.0.0.1, its state in ``data_dir``; usable as a context manager.
 
@@ -183,7 +174,7 @@ class LocalKafka:
     data dir (e.g. a later ``difflsrec kafka stop``) finds the running broker through the pid file.
     """
 
-    def __init__(self, data_dir: Path | str | None = None, port: int = 9092, controller_port: int = 9093, *, num_partitions: int = 1):
+    def __init__(self, data_dir: Path | str | None = None, port: int = 9092, controller_port: int = 9093, *, num_partitions: int = 1, owned: bool = False):
         if port == controller_port:
             raise ValueError(f"port and controller_port must differ (both {port})")
         # Absolute, because the path is matched against the broker's command line to recognise it.
@@ -191,6 +182,7 @@ class LocalKafka:
         self.port = port
         self.controller_port = controller_port
         self.num_partitions = num_partitions
+        self.owned = owned  # start()'s default: see there
         self._process: subprocess.Popen | None = None
         self._started_here = False
 
@@ -265,11 +257,13 @@ class LocalKafka:
 
     # ---- start ---------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 60.0, owned: bool = False) -> bool:
+    def start(self, timeout: float = 60.0, owned: bool | None = None) -> bool:
         """Start the broker detached and wait until it answers; False if it was already running.
 
-        ``owned``: the broker belongs to this process (tests, demo, benchmarks) and gets SIGTERM (a
-        controlled shutdown) when the process dies, even by SIGKILL, instead of living on as an orphan."""
+        ``owned`` (default: the constructor's): the broker belongs to this process (tests, demo, benchmarks)
+        and gets SIGTERM (a controlled shutdown) when the process dies, even by SIGKILL, instead of living on
+        as an orphan (:func:`stream.process.stop_with_this_process`)."""
+        owned = self.owned if owned is None else owned
         if self._already_running():
             return False
         command = self._prepare(console=False)
@@ -279,7 +273,7 @@ class LocalKafka:
             # A new session: the broker survives the CLI that started it and ignores its terminal's Ctrl-C.
             self._process = subprocess.Popen(
                 command, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_terminate_with_parent if owned else None,
+                preexec_fn=stop_with_this_process() if owned else None,
             )
         self.pid_file.write_text(f"{self._process.pid}\n")
         self._wait_until_ready(timeout)
