@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,3 +111,44 @@ def offline_state(artifact: Artifact, items: list[str], times: list[float]) -> n
 
 def load(path: Path) -> Artifact:
     return load_artifact(path)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited (reaped here if it was a child of this process; a zombie counts as gone)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def assert_child_dies_with_owner(owner_code: str, ready: Path, child: str, start_timeout: float = 120.0, stop_timeout: float = 60.0) -> None:
+    """Run ``owner_code`` in a fresh Python (the repo as working dir): it starts ``child`` (a broker, a
+    worker) and writes the child's pid into ``ready``. Then SIGKILL the owner, which cleans nothing up: the
+    child must be gone within ``stop_timeout`` seconds."""
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO)
+    pid = None
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not ready.exists() or not ready.read_text():
+            assert owner.poll() is None and time.monotonic() < deadline, f"the owner could not start its {child}"
+            time.sleep(0.2)
+        pid = int(ready.read_text())
+        assert not process_gone(pid)
+        owner.kill()
+        owner.wait(10)
+        deadline = time.monotonic() + stop_timeout
+        while not process_gone(pid):
+            assert time.monotonic() < deadline, f"the {child} outlived its owner"
+            time.sleep(0.2)
+    finally:
+        owner.kill()
+        if pid is not None and not process_gone(pid):
+            os.kill(pid, 9)

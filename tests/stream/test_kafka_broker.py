@@ -4,12 +4,9 @@ restart, and the start/stop/stale-pid bookkeeping of `difflsrec kafka`."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +14,7 @@ from typer.testing import CliRunner
 from stream.kafka import KafkaLauncherError, LocalKafka, Stopped
 from stream.kafka.cli import app
 from stream.kafka.launcher import new_cluster_id
+from tests.stream.helpers import assert_child_dies_with_owner, process_gone
 
 pytestmark = pytest.mark.kafka
 
@@ -63,14 +61,6 @@ def _consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.
 def _assert_no_removed_protocol_use(broker: LocalKafka | None) -> None:
     if broker is not None:
         assert REMOVED_PROTOCOL_ERROR not in (broker.logs_dir / "server.log").read_text()
-
-
-def _process_gone(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is an exited child of this test process
-    except ChildProcessError:
-        pass
-    return not Path(f"/proc/{pid}").exists()
 
 
 def test_kafka_python_round_trip(kafka_bootstrap, kafka_topic, kafka_local_broker):
@@ -124,7 +114,7 @@ def test_restart_keeps_data(local_kafka):
     pid = broker.pid()
 
     assert broker.stop() is Stopped.CLEANLY
-    assert _process_gone(pid)
+    assert process_gone(pid)
     assert not broker.pid_file.exists() and not broker.is_running()
     assert "shut down completed" in (broker.logs_dir / "server.log").read_text()  # a controlled shutdown
 
@@ -135,7 +125,7 @@ def test_restart_keeps_data(local_kafka):
 
     pid = broker.pid()
     assert broker.stop(timeout=0) is Stopped.KILLED  # no time for a controlled shutdown: SIGKILL
-    assert _process_gone(pid) and not broker.pid_file.exists()
+    assert process_gone(pid) and not broker.pid_file.exists()
 
 
 def test_cli_start_is_idempotent_and_stop_is_clean(local_kafka):
@@ -165,7 +155,7 @@ def test_cli_start_is_idempotent_and_stop_is_clean(local_kafka):
 
     stopped = runner.invoke(app, ["stop", "--data-dir", str(broker.data_dir)])
     assert stopped.exit_code == 0 and Stopped.CLEANLY.value in stopped.stdout
-    assert _process_gone(pid) and not broker.pid_file.exists()
+    assert process_gone(pid) and not broker.pid_file.exists()
 
     status = runner.invoke(app, ["status", "--data-dir", str(broker.data_dir)])
     assert status.exit_code == 1 and "not running" in status.stdout
@@ -203,29 +193,13 @@ def test_an_owned_broker_stops_when_its_owner_is_killed(local_kafka, tmp_path):
     """Tests, the demo and the benchmarks own their broker: a SIGKILLed owner must not leave it running."""
     broker = local_kafka()
     ready = tmp_path / "ready"
-    owner = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time, pathlib\n"
-            "from stream.kafka import LocalKafka\n"
-            f"b = LocalKafka({str(broker.data_dir)!r}, {broker.port}, {broker.controller_port})\n"
-            "b.start(owned=True)\n"
-            f"pathlib.Path({str(ready)!r}).write_text(str(b.pid()))\n"
-            "time.sleep(600)\n"
-        )],
-        cwd=Path(__file__).resolve().parents[2],
+    owner = (
+        "import pathlib, time\n"
+        "from stream.kafka import LocalKafka\n"
+        f"b = LocalKafka({str(broker.data_dir)!r}, {broker.port}, {broker.controller_port})\n"
+        "b.start(owned=True)\n"
+        f"pathlib.Path({str(ready)!r}).write_text(str(b.pid()))\n"
+        "time.sleep(600)\n"
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            assert owner.poll() is None and time.monotonic() < deadline, "the owner could not start its broker"
-            time.sleep(0.5)
-        pid = int(ready.read_text())
-        assert broker.is_running()
-        owner.kill()
-        owner.wait(10)
-        deadline = time.monotonic() + 60  # SIGTERM from the kernel: Kafka's controlled shutdown
-        while not _process_gone(pid):
-            assert time.monotonic() < deadline, "the broker outlived its owner"
-            time.sleep(0.5)
-    finally:
-        owner.kill()
+    # SIGTERM from the kernel: Kafka's controlled shutdown
+    assert_child_dies_with_owner(owner, ready, "broker", stop_timeout=60)

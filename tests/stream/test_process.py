@@ -4,18 +4,11 @@ tests/stream/test_kafka_broker.py, test_an_owned_broker_stops_when_its_owner_is_
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 from stream.kafka import find_free_port
 from stream.process import stop_with_this_process
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.stream.helpers import assert_child_dies_with_owner
 
 # stands in for the worker's command: answers GET /health like a worker that is ready
 HEALTHY_SERVER = """
@@ -31,46 +24,18 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
 """
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # a zombie (reaped by init soon after) counts as gone
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
 def test_a_worker_process_stops_when_its_owner_is_killed(tmp_path):
     port = find_free_port()
     ready = tmp_path / "ready"
-    owner = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import pathlib, sys, time\n"
-            "from stream.process import WorkerProcess\n"
-            f"w = WorkerProcess({{}}, {port}, pathlib.Path({str(tmp_path / 'w.log')!r}), [sys.executable, '-c', {HEALTHY_SERVER!r}, '{port}'])\n"
-            "w.start(ready_timeout=60)\n"
-            f"pathlib.Path({str(ready)!r}).write_text(str(w.pid))\n"
-            "time.sleep(600)\n"
-        )],
-        cwd=REPO,
+    owner = (
+        "import pathlib, sys\n"
+        "from stream.process import WorkerProcess\n"
+        f"w = WorkerProcess({{}}, {port}, pathlib.Path({str(tmp_path / 'w.log')!r}), [sys.executable, '-c', {HEALTHY_SERVER!r}, '{port}'])\n"
+        "w.start(ready_timeout=60)\n"
+        f"pathlib.Path({str(ready)!r}).write_text(str(w.pid))\n"
+        "import time; time.sleep(600)\n"
     )
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert owner.poll() is None and time.monotonic() < deadline, "the owner could not start its worker"
-            time.sleep(0.2)
-        child = int(ready.read_text())
-        assert not _gone(child)
-        owner.kill()  # SIGKILL: no clean-up of the owner's runs
-        owner.wait(10)
-        deadline = time.monotonic() + 10
-        while not _gone(child):
-            assert time.monotonic() < deadline, "the worker outlived its owner"
-            time.sleep(0.2)
-    finally:
-        owner.kill()
-        if ready.exists() and not _gone(int(ready.read_text())):
-            os.kill(int(ready.read_text()), signal.SIGKILL)
+    assert_child_dies_with_owner(owner, ready, "worker", stop_timeout=10)
 
 
 def test_only_the_main_thread_ties_a_child_to_this_process():
