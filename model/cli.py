@@ -97,7 +97,7 @@ SUBSET_SEED_HELP = (
     "(e.g. --subset-seed 0 --seed 1 --seeds 2) to train more seeds on the same users and reuse cached runs"
 )
 MIN_EPOCHS_HELP = "no early stop before this epoch (lets a run leave its initial plateau)"
-WEIGHT_DECAY_HELP = "Adam's L2 weight decay on every parameter (0 = none; DiffLSRec's own L2 on W_Q, W_K, W_V, W_g is separate)"
+WEIGHT_DECAY_HELP = "Adam's L2 weight decay on every parameter (0 = none; DiffLSRec's own L2 (C.6) on W_Q, W_K, W_V, W_g and its noise network's feed-forward weights is separate)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
 
 
