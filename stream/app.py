@@ -342,8 +342,7 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, st
     import cProfile
     import gc
 
-    import aiokafka  # noqa: F401  its module loggers exist from here on
-
+    # aiokafka's module loggers exist already: stream.consumer imports it
     repeated = summarise_repeats(log_repeat_window)
     if repeated is not None:
         @app.timer(log_repeat_window)

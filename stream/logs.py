@@ -25,9 +25,10 @@ QUIET_LOGGERS = ("aiokafka",)
 @dataclass
 class _Window:
     opened: float  # when the record that opened the window went through
-    template: str
-    level: int
     held: int = 0
+
+#: a kind of record: (logger name, level, unformatted message)
+_Kind = tuple[str, int, str]
 
 
 class RepeatedRecordFilter(logging.Filter):
@@ -46,7 +47,7 @@ class RepeatedRecordFilter(logging.Filter):
         self.window = window
         self.clock = clock
         self.report = report or log.log
-        self._windows: dict[tuple[str, int, str], _Window] = {}
+        self._windows: dict[_Kind, _Window] = {}
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -58,9 +59,9 @@ class RepeatedRecordFilter(logging.Filter):
             if current is not None and now - current.opened < self.window:
                 current.held += 1
                 return False
-            self._windows[key] = _Window(now, template, record.levelno)
+            self._windows[key] = _Window(now)
         if current is not None and current.held:
-            self._report(record.name, current, now)
+            self._report(key, current, now)
         return True
 
     def flush(self, everything: bool = False) -> None:
@@ -71,14 +72,15 @@ class RepeatedRecordFilter(logging.Filter):
             over = [(key, w) for key, w in self._windows.items() if everything or now - w.opened >= self.window]
             for key, _ in over:
                 del self._windows[key]
-        for (name, _, _), w in over:
+        for key, w in over:
             if w.held:
-                self._report(name, w, now)
+                self._report(key, w, now)
 
-    def _report(self, name: str, w: _Window, now: float) -> None:
+    def _report(self, key: _Kind, w: _Window, now: float) -> None:
+        name, level, template = key
         self.report(
-            w.level, "%s: %d more record(s) like %r in the last %.0f s, not shown (log_repeat_window)",
-            name, w.held, w.template, now - w.opened,
+            level, "%s: %d more record(s) like %r in the last %.0f s, not shown (log_repeat_window)",
+            name, w.held, template, now - w.opened,
         )
 
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,10 +130,13 @@ def process_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def assert_child_dies_with_owner(owner_code: str, ready: Path, child: str, start_timeout: float = 120.0, stop_timeout: float = 60.0) -> None:
+def assert_child_dies_with_owner(
+    owner_code: str, ready: Path, child: str, start_timeout: float = 120.0, stop_timeout: float = 60.0, running: Callable[[], bool] | None = None,
+) -> None:
     """Run ``owner_code`` in a fresh Python (the repo as working dir): it starts ``child`` (a broker, a
     worker) and writes the child's pid into ``ready``. Then SIGKILL the owner, which cleans nothing up: the
-    child must be gone within ``stop_timeout`` seconds."""
+    child must be gone within ``stop_timeout`` seconds. ``running``: a check that the child runs, asserted
+    before the kill (beside its pid being alive)."""
     owner = subprocess.Popen([sys.executable, "-c", owner_code], cwd=REPO)
     pid = None
     try:
@@ -142,6 +146,8 @@ def assert_child_dies_with_owner(owner_code: str, ready: Path, child: str, start
             time.sleep(0.2)
         pid = int(ready.read_text())
         assert not process_gone(pid)
+        if running is not None:
+            assert running()
         owner.kill()
         owner.wait(10)
         deadline = time.monotonic() + stop_timeout

@@ -202,4 +202,4 @@ def test_an_owned_broker_stops_when_its_owner_is_killed(local_kafka, tmp_path):
         "time.sleep(600)\n"
     )
     # SIGTERM from the kernel: Kafka's controlled shutdown
-    assert_child_dies_with_owner(owner, ready, "broker", stop_timeout=60)
+    assert_child_dies_with_owner(owner, ready, "broker", stop_timeout=60, running=broker.is_running)
