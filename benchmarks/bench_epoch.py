@@ -23,7 +23,7 @@ from model.batching import FeatureView  # noqa: E402
 from model.benchmark import fit_features  # noqa: E402
 from model.data.prepare import prepare  # noqa: E402
 from model.registry import build  # noqa: E402
-from model.training import TrainConfig, seed_everything  # noqa: E402
+from model.training import TrainConfig, seed_everything, step_loss  # noqa: E402
 
 
 def main() -> None:
@@ -59,7 +59,7 @@ def main() -> None:
             batch = batch.to(device)
             sync()
             t = time.perf_counter()
-            loss, _ = model.loss(batch)
+            loss, _ = step_loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

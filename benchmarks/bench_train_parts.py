@@ -26,7 +26,7 @@ from model.benchmark import fit_features  # noqa: E402
 from model.data.prepare import prepare  # noqa: E402
 from model.nn.short_term import sliding_windows  # noqa: E402
 from model.registry import build  # noqa: E402
-from model.training import TrainConfig, seed_everything  # noqa: E402
+from model.training import TrainConfig, seed_everything, step_loss  # noqa: E402
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -65,7 +65,7 @@ def main() -> None:
         (e_short.sum() + tokens.sum()).backward()
 
     def whole(batch):
-        model.loss(batch)[0].backward()
+        step_loss(model, batch)[0].backward()
 
     print(f"{a.model}, {data.sequences.n_users} users, {data.sequences.n_items} items, {a.threads} threads; forward + backward, median of {a.repeats}")
     print("batch (B x L)   targets   long-term GRU   short-term windows   whole loss")

@@ -59,8 +59,16 @@ class Recommender(nn.Module):
         raise NotImplementedError
 
     def regularised_parameters(self) -> list[nn.Parameter]:
-        """Parameters that get explicit L2 (λ_reg) in the loss, if the model defines any."""
+        """Parameters that get explicit L2 (λ_reg) from :meth:`penalty`, if the model defines any."""
         return []
+
+    def penalty(self) -> torch.Tensor | None:
+        """A term on the parameters alone (DiffLSRec's L2, C.6), added once per optimiser step.
+
+        Kept out of :meth:`loss` because the trainer rescales the data loss by how many targets a batch
+        holds (``loss_scale="target"``); a penalty inside it would be rescaled too and weigh more in a batch
+        of long histories than in one of short ones. None: the model has no such term."""
+        return None
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:

@@ -24,6 +24,18 @@ from model.registry import Recommender
 log = logging.getLogger(__name__)
 
 
+def step_loss(model: Recommender, batch, scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """One optimiser step's objective: the model's data loss times ``scale`` (the per-target weighting of
+    ``loss_scale``) plus its parameter penalty, unscaled: an L2 term is the same whatever batch it rides on."""
+    loss, logs = model.loss(batch)
+    loss = loss * scale if scale != 1.0 else loss
+    penalty = model.penalty()
+    if penalty is not None:
+        loss = loss + penalty
+        logs["penalty"] = float(penalty.detach())
+    return loss, logs
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 200
@@ -125,10 +137,12 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
         total, n_batches, sums = 0.0, 0, {}
         bar = tqdm(batches, desc=f"{model.name} epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
         for batch in bar:
-            loss, logs = model.loss(batch.to(device))
+            batch = batch.to(device)
+            scale = 1.0
             if cfg.loss_scale == "target":
                 units = batch.items.shape[0] if per_user else int((batch.targets > 0).sum())
-                loss = loss * (units / units_per_random_batch)
+                scale = units / units_per_random_batch
+            loss, logs = step_loss(model, batch, scale)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{model.name}: non-finite loss at epoch {epoch}: {logs}")
             opt.zero_grad(set_to_none=True)

@@ -6,7 +6,8 @@ user embedding that scores every item.
     e_user  = F_theta(e_long, e_short, S_short)     guided reverse diffusion from the noised e_long (3.1-3.8, C.1)
     score_i = e_user . e_i, softmax over the whole catalogue (C.2-C.4)
 
-Training loss = CE + lambda_diff * L_denoise (C.5) + lambda_reg * ||W_Q, W_K, W_V, W_g, feed-forward||^2 (C.6).
+Training loss = CE + lambda_diff * L_denoise (C.5) + lambda_reg * ||W_Q, W_K, W_V, W_g, feed-forward||^2 (C.6);
+the last term is :meth:`DiffLSRec.penalty`, added once per step outside the trainer's per-target scaling.
 
 How the CE gradient reaches the fusion (``ce_path``):
 * ``"chain"`` (default): e_user is the output of the same short reverse chain used at inference
@@ -203,9 +204,15 @@ class DiffLSRec(Recommender):
             ce = ce + self._ce(e0_hat, targets)
 
         denoise = self._denoise_loss(e_long.detach() if cfg.detach_denoise_target else e_long, e_short, tokens, token_mask)
-        reg = sum((w**2).sum() for w in self.regularised_parameters())
-        logs.update(ce=ce.item(), denoise=denoise.item(), reg=float(reg.detach()))
-        return ce + cfg.lambda_diff * denoise + cfg.lambda_reg * reg, logs
+        logs.update(ce=ce.item(), denoise=denoise.item())
+        return ce + cfg.lambda_diff * denoise, logs  # the L2 term is penalty(), added by the trainer
+
+    def penalty(self) -> torch.Tensor | None:
+        """lambda_reg * ||W_Q, W_K, W_V, W_g, feed-forward||^2 (C.6); None for the gate ablation (no such weights)."""
+        params = self.regularised_parameters()
+        if not params or self.config.lambda_reg == 0:
+            return None
+        return self.config.lambda_reg * sum((w**2).sum() for w in params)
 
     def _ce(self, e_user: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return catalogue_ce(e_user, self.item_emb.weight, targets)

@@ -13,7 +13,7 @@ from model.batching import FeatureView, TrainBatches, eval_batches
 from model.evaluation import evaluate
 from model.nn.short_term import last_window
 from model.registry import available, build
-from model.training import TrainConfig, train
+from model.training import TrainConfig, step_loss, train
 from tests.model.toy import toy_dataset, toy_stats
 
 VARIANTS = ["difflsrec", "difflsrec-no-token", "difflsrec-no-snr", "difflsrec-no-both", "difflsrec-gate"]
@@ -77,10 +77,27 @@ def test_l2_regulariser_covers_projection_gate_and_feedforward(data):
     torch.manual_seed(1)
     with_reg = _model("difflsrec", data, lambda_diff=0.0, lambda_reg=1.0)
     torch.manual_seed(5)
-    l1, logs1 = with_reg.loss(batch)
+    data_loss, logs = with_reg.loss(batch)
+    assert abs(data_loss.item() - logs["ce"]) < 1e-5  # lambda_diff 0: the data loss is the CE alone
     reg = sum((w**2).sum() for w in with_reg.regularised_parameters())
-    assert abs(logs1["reg"] - float(reg.detach())) < 1e-4
-    assert abs(l1.item() - (logs1["ce"] + logs1["reg"])) < 1e-3
+    assert abs(with_reg.penalty().item() - reg.item()) < 1e-4 * reg.item()
+    assert _model("difflsrec-gate", data).penalty() is None and _model("difflsrec", data, lambda_reg=0.0).penalty() is None
+
+
+def test_the_l2_penalty_is_not_rescaled_with_the_batch(data):
+    """The trainer weighs the data loss by a batch's targets (loss_scale="target"); C.6's L2 is a property of
+    the weights, so a step adds it once, unscaled, whatever the batch holds."""
+    model = _model("difflsrec", data, lambda_diff=0.0, lambda_reg=1.0)
+    model.eval()  # no dropout: the data loss is the same on every call
+    batch = _first_batch(data, model)
+    torch.manual_seed(5)
+    data_loss = model.loss(batch)[0].item()
+    penalty = model.penalty().item()
+    for scale in (0.25, 1.0, 3.0):
+        torch.manual_seed(5)
+        loss, logs = step_loss(model, batch, scale)
+        assert loss.item() == pytest.approx(scale * data_loss + penalty, rel=1e-5)
+        assert logs["penalty"] == pytest.approx(penalty, rel=1e-6)
 
 
 def test_denoise_loss_is_noise_mse(data):
