@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class BootstrapOptions:
     inputs: list[Path] = field(default_factory=list)  # history files, any loader format
-    format: str = "auto"
+    read: ReadOptions = field(default_factory=ReadOptions)  # how the history files are read (format, item key, columns)
     from_topic: bool = False  # also read the interactions topic from the beginning
     topic_window: float | None = None  # only topic events newer than this many seconds
     train_until: float | None = None  # keep history before this time: a quantile in (0, 1) or epoch seconds
@@ -79,7 +79,7 @@ def serving_split(data: PreparedDataset) -> PreparedDataset:
 
 
 def load_history(opts: BootstrapOptions, bootstrap_servers: str | None, interactions_topic: str) -> HistoryTable:
-    history = read_files(opts.inputs, ReadOptions(format=opts.format)) if opts.inputs else HistoryTable([], [], [])
+    history = read_files(opts.inputs, opts.read) if opts.inputs else HistoryTable([], [], [])
     if opts.from_topic:
         history.extend(read_topic(bootstrap_servers, interactions_topic, opts.topic_window))
     if opts.train_until is not None:

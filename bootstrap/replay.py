@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ReplayOptions:
     inputs: list[Path] = field(default_factory=list)
-    format: str = "auto"
+    read: ReadOptions = field(default_factory=ReadOptions)  # how the history files are read (format, item key, columns)
     start_after: float | None = None  # replay events from this time on: quantile in (0, 1) or epoch seconds
     users: int | None = None  # reproducible subset of users
     seed: int = 0
@@ -94,7 +94,7 @@ def latency_summary(latencies_ms: list[float]) -> dict:
 
 # ---- the replay ---------------------------------------------------------------------------------------
 def load_events(opts: ReplayOptions) -> HistoryTable:
-    table = read_files(opts.inputs, ReadOptions(format=opts.format))
+    table = read_files(opts.inputs, opts.read)
     order = np.argsort(np.asarray(table.times, dtype=np.int64), kind="stable")
     table = HistoryTable([table.users[i] for i in order], [table.items[i] for i in order], [table.times[i] for i in order])
     if opts.start_after is not None:

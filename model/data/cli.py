@@ -18,6 +18,29 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 
 FORMAT_HELP = f"'auto' or one of: {', '.join(FORMATS)}"
 
+# How interaction files are read: declared once and taken by every command that reads them (data prepare,
+# benchmark, train, evaluate, reproduce, bootstrap, replay), so a file one of them reads, all of them read.
+# typer only reads these declarations, so one object can serve several commands.
+FORMAT = typer.Option("auto", help=FORMAT_HELP)
+ITEM_KEY = typer.Option("parent_asin", help="Amazon 2023: the item id field, parent_asin | asin")
+USER_COL = typer.Option(None, help="csv: the user column's name (default: found in the header by name)")
+ITEM_COL = typer.Option(None, help="csv: the item column's name (default: found in the header by name)")
+TIME_COL = typer.Option(None, help="csv: the timestamp column's name (default: found in the header by name)")
+TIME_UNIT = typer.Option("auto", help="timestamps in s | ms (auto: the format's own unit; a csv's is detected)")
+MAX_MALFORMED = typer.Option(0.01, help="fraction of malformed lines tolerated before the read fails")
+TIMELINE_CUTS = typer.Option((0.8, 0.9), help="--split timeline: validation and test start at these time quantiles")
+
+
+def read_options(format: str, item_key: str, user_col: str | None, item_col: str | None, time_col: str | None, time_unit: str, max_malformed: float) -> ReadOptions:
+    """The reading options of a command line; a bad value is an option error, before any file is read."""
+    try:
+        return ReadOptions(
+            format=format, item_key=item_key, user_col=user_col, item_col=item_col, time_col=time_col, time_unit=time_unit,
+            max_malformed=max_malformed,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
 
 @app.command()
 def fetch(
@@ -36,25 +59,22 @@ def fetch(
 @app.command()
 def prepare(
     input: list[Path] = typer.Option(..., "--input", "-i", help="interaction file(s); several are concatenated"),
-    format: str = typer.Option("auto", help=FORMAT_HELP),
+    format: str = FORMAT,
     kcore: int = typer.Option(5, help="minimum interactions per user and item (0 = off)"),
     users: int = typer.Option(None, help="random subset of this many users (after the k-core)"),
     seed: int = typer.Option(0, help="seed of the user subset"),
     split: str = typer.Option("loo", help="loo | timeline"),
-    timeline_cuts: tuple[float, float] = typer.Option((0.8, 0.9), help="timeline split: valid and test time quantiles"),
-    item_key: str = typer.Option("parent_asin", help="Amazon 2023: parent_asin | asin"),
-    max_malformed: float = typer.Option(0.01, help="fraction of malformed lines tolerated"),
-    user_col: str = typer.Option(None, help="csv: user column name"),
-    item_col: str = typer.Option(None, help="csv: item column name"),
-    time_col: str = typer.Option(None, help="csv: timestamp column name"),
-    time_unit: str = typer.Option("auto", help="auto | s | ms"),
+    timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
+    item_key: str = ITEM_KEY,
+    max_malformed: float = MAX_MALFORMED,
+    user_col: str | None = USER_COL,
+    item_col: str | None = ITEM_COL,
+    time_col: str | None = TIME_COL,
+    time_unit: str = TIME_UNIT,
     cache_dir: Path = typer.Option(None, help="default: $DIFFLSREC_HOME/prepared"),
 ) -> None:
     """Prepare a dataset (or load it from the cache) and print a summary."""
-    read = ReadOptions(
-        format=format, item_key=item_key, user_col=user_col, item_col=item_col, time_col=time_col,
-        time_unit=time_unit, max_malformed=max_malformed,
-    )
+    read = read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed)
     options = PrepareOptions(read=read, kcore=kcore, users=users, seed=seed, split=split, timeline_cuts=timeline_cuts)
     started = time.perf_counter()
     dataset = prepare_dataset([_resolve_input(p) for p in input], options, cache_dir=cache_dir)
@@ -79,12 +99,17 @@ def prepare(
 @app.command()
 def info(
     file: Path = typer.Argument(..., help="interaction file"),
-    format: str = typer.Option("auto", help=FORMAT_HELP),
+    format: str = FORMAT,
     rows: int = typer.Option(5, help="how many parsed rows to show"),
-    item_key: str = typer.Option("parent_asin", help="Amazon 2023: parent_asin | asin"),
+    item_key: str = ITEM_KEY,
+    user_col: str | None = USER_COL,
+    item_col: str | None = ITEM_COL,
+    time_col: str | None = TIME_COL,
+    time_unit: str = TIME_UNIT,
 ) -> None:
     """Print the detected format and the first parsed rows of a file."""
-    fmt, parsed, report = head(_resolve_input(file), rows, ReadOptions(format=format, item_key=item_key))
+    read = read_options(format, item_key, user_col, item_col, time_col, time_unit, MAX_MALFORMED.default)  # head() shows, never refuses
+    fmt, parsed, report = head(_resolve_input(file), rows, read)
     typer.echo(f"format     {fmt}  (timestamps in {report.time_unit})")
     for user, item, ts in parsed:
         typer.echo(f"user {user!s:<20} item {item!s:<20} time {ts} ({_utc(ts)})")

@@ -73,6 +73,15 @@ class ReadOptions:
     time_unit: Literal["auto", "s", "ms"] = "auto"  # "auto": the format's convention
     max_malformed: float = 0.01  # fraction of data lines allowed to be malformed
 
+    def __post_init__(self):
+        # fail when the options are given, not halfway through reading a file
+        if self.item_key not in ("parent_asin", "asin"):
+            raise ValueError(f"item_key must be 'parent_asin' or 'asin', got {self.item_key!r}")
+        if self.time_unit not in ("auto", "s", "ms"):
+            raise ValueError(f"time_unit must be 'auto', 's' or 'ms', got {self.time_unit!r}")
+        if not 0 <= self.max_malformed <= 1:
+            raise ValueError(f"max_malformed must be in [0, 1], got {self.max_malformed!r}")
+
 
 @dataclass
 class ReadReport:
@@ -144,6 +153,15 @@ def detect_format(path: Path) -> str:
     if _header_columns(header) is not None:
         return "csv"
     if _mostly(lambda ln: _looks_like_rating_row(_split(ln, delimiter)), lines):
+        first = _split(lines[0], delimiter)
+        if len(first) == 4 and not any(_is_number(f) for f in first[2:]):
+            # a header whose names no loader knows: reading on would take it for one malformed line and the
+            # columns by position, in the unit of whichever headerless format matched (ms read as s)
+            raise ValueError(
+                f"{path}: its first line {lines[0][:200]!r} is a header naming no user, item and timestamp columns "
+                "this loader knows; pass format='csv' with user_col, item_col and time_col (or the format of a "
+                f"headerless file, one of {FORMATS})"
+            )
         if delimiter == "\t":
             return "movielens-tab"
         if delimiter == ",":
@@ -187,6 +205,14 @@ def _detect_json(path: Path, lines: list[str]) -> str:
 def sniff_delimiter(line: str) -> str:
     counts = {d: line.count(d) for d in ("\t", ",", ";")}
     return max(counts, key=counts.get)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _looks_like_rating_row(fields: list[str]) -> bool:

@@ -60,8 +60,6 @@ class PrepareOptions:
         lo, hi = self.timeline_cuts
         if not 0 < lo <= hi < 1:
             raise ValueError(f"timeline_cuts must satisfy 0 < cut1 <= cut2 < 1, got {self.timeline_cuts}")
-        if not 0 <= self.read.max_malformed <= 1:
-            raise ValueError(f"max_malformed must be in [0, 1], got {self.read.max_malformed}")
 
 
 # ---- entry point ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -120,3 +121,22 @@ def test_bootstrap_killed_while_writing_leaves_the_live_version(small_history, t
             break
     assert killed_mid_write, "never caught the job while it was writing"
     assert reg.latest() == live
+
+
+def test_bootstrap_reads_amazon_2023_items_by_the_item_key_it_is_given(ml100k_file, tmp_path):
+    """--item-key asin: the model's vocabulary is the variants' asin, not their parent_asin."""
+    from model.data.formats import ReadOptions
+
+    rows = [line.split("\t") for line in Path(ml100k_file).read_text().splitlines()]
+    keep = set(sorted({int(r[0]) for r in rows})[:60])
+    path = tmp_path / "Movies.jsonl.gz"
+    with gzip.open(path, "wt") as f:
+        for u, i, r, t in rows:
+            if int(u) in keep:
+                review = {"rating": float(r), "title": "", "text": "", "asin": f"V{i}", "parent_asin": f"P{i}", "user_id": f"U{u}", "timestamp": int(t) * 1000}
+                f.write(json.dumps(review) + "\n")
+    opts = _opts(path, read=ReadOptions(item_key="asin"))
+    report = run_once(opts, Registry(tmp_path / "registry"), cache_dir=tmp_path / "cache")
+    assert report.published, report.reason
+    items = load_artifact(Path(report.path)).item_ids[1:]
+    assert items and all(item.startswith("V") for item in items)

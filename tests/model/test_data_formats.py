@@ -152,6 +152,19 @@ def test_csv_column_overrides_and_ms_detection(tmp_path):
     assert times_forced == [MS, MS + 2000]
 
 
+def test_an_unknown_header_over_rating_rows_is_not_read_as_a_headerless_file(tmp_path):
+    """Rows that fit the headerless `user,item,rating,timestamp` format under a header no loader knows: read
+    by position, the header would pass as one malformed line and ms times as seconds. Detection refuses."""
+    rows = [f"c{k},p{k},4,{MS + k}" for k in range(30)]
+    path = write_lines(tmp_path / "log.csv", ["customer,product,stars,when", *rows])
+    with pytest.raises(ValueError, match="is a header naming no user, item and timestamp columns"):
+        detect_format(path)
+    users, _, times, _ = read(path, format="csv", user_col="customer", item_col="product", time_col="when")
+    assert users[:2] == ["c0", "c1"] and times[0] == MS // 1000
+    headerless = write_lines(tmp_path / "ratings.csv", rows)  # the same rows without the header: Amazon's ratings csv
+    assert detect_format(headerless) == "amazon-ratings"
+
+
 def test_csv_override_names_a_missing_column(tmp_path):
     path = write_lines(tmp_path / "r.csv", ["user,item,timestamp", "u,i,1"])
     with pytest.raises(ValueError, match="cannot find user, item and timestamp columns"):

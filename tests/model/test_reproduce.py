@@ -171,12 +171,13 @@ def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_die
     import socket
 
     from model.cli import load_dataset, train_config
+    from model.data.formats import ReadOptions
     from model.reproduce import ReproduceSpec, Run, run_id
 
     out = tmp_path / "locked"
     cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "reproduce", "--input", str(ml100k_file), "--users", "40",
            "--seeds", "2", "--epochs", "1", "--parts", "table1", "--models", "fossil,sasrec", "--out", str(out)]
-    data = load_dataset([ml100k_file], "auto", 5, 40, 0, "loo")
+    data = load_dataset([ml100k_file], ReadOptions(), 5, 40, 0, "loo")
     spec = ReproduceSpec(seeds=[0, 1], train=train_config(1, 10, None, 128, "auto", 0, None))
     lock = out / "runs" / f"{run_id(Run('sasrec', {}, 1), data, spec)}.lock"
     lock.parent.mkdir(parents=True)
