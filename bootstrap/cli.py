@@ -8,22 +8,18 @@ from pathlib import Path
 
 import typer
 
-from model.data.cli import FORMAT, ITEM_COL, ITEM_KEY, MAX_MALFORMED, TIME_COL, TIME_UNIT, USER_COL, read_options
+from model.data.cli import reads_interactions
+from model.data.formats import ReadOptions
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 log = logging.getLogger(__name__)
 
 
 @app.command()
+@reads_interactions
 def bootstrap(
     input: list[Path] = typer.Option(None, "--input", "-i", help="history file(s) in any supported format"),
-    format: str = FORMAT,
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
-    max_malformed: float = MAX_MALFORMED,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     from_topic: bool = typer.Option(False, "--from-topic", help="also read the interactions topic from the beginning"),
     topic_window: str = typer.Option(None, help="only topic events newer than this (e.g. 7d, 12h)"),
     train_until: float = typer.Option(None, help="keep history before this time: a quantile in (0,1) or epoch seconds"),
@@ -53,7 +49,7 @@ def bootstrap(
     if not input and not from_topic:
         raise typer.BadParameter("give --input FILE and/or --from-topic")
     opts = BootstrapOptions(
-        inputs=list(input or []), read=read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed), from_topic=from_topic,
+        inputs=list(input or []), read=read, from_topic=from_topic,
         topic_window=parse_duration(topic_window) if topic_window else None, train_until=train_until, kcore=kcore,
         model=model, overrides=parse_sets(set, prefixed=False),
         train=TrainConfig(epochs=epochs, patience=patience, lr=lr, max_minutes=max_minutes, seed=seed, device=settings.device),
@@ -77,15 +73,10 @@ def bootstrap(
 
 
 @app.command()
+@reads_interactions
 def replay(
     input: list[Path] = typer.Option(..., "--input", "-i", help="historical interaction file(s), any supported format"),
-    format: str = FORMAT,
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
-    max_malformed: float = MAX_MALFORMED,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     users: int = typer.Option(None, help="replay a reproducible random subset of this many users"),
     seed: int = typer.Option(0),
     speed: float = typer.Option(None, help="compress the original timeline this many times"),
@@ -105,7 +96,7 @@ def replay(
     if speed and rate:
         raise typer.BadParameter("give --speed or --rate, not both")
     settings = WorkerSettings()
-    opts = ReplayOptions(inputs=list(input), read=read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed), start_after=start_after, users=users, seed=seed, max_events=max_events, rate=rate, speed=speed, k=k, windows=windows, drain_timeout=drain_timeout, closed_loop=not open_loop)
+    opts = ReplayOptions(inputs=list(input), read=read, start_after=start_after, users=users, seed=seed, max_events=max_events, rate=rate, speed=speed, k=k, windows=windows, drain_timeout=drain_timeout, closed_loop=not open_loop)
     report = run_replay(opts, settings.bootstrap_servers, settings.interactions_topic, settings.recommendations_topic)
     typer.echo(replay_summary(report))
     if out:

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import typer
 
-from model.data.cli import (
-    FORMAT, ITEM_COL, ITEM_KEY, MAX_MALFORMED, TIME_COL, TIME_UNIT, TIMELINE_CUTS, USER_COL, _resolve_input, read_options,
-)
+from model.data.cli import TIMELINE_CUTS, _resolve_input, reads_interactions
 from model.data.formats import ReadOptions
 from model.data.prepare import PrepareOptions, prepare
 
@@ -133,9 +131,10 @@ def models() -> None:
 
 
 @app.command()
+@reads_interactions
 def benchmark(
     input: list[Path] = typer.Option(..., "--input", "-i", help="interaction file(s) in any supported format"),
-    format: str = FORMAT,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     models: str = typer.Option(DEFAULT_MODELS, help="comma-separated model names (see `difflsrec models`)"),
     users: int = typer.Option(None, help="reproducible random subset of this many users"),
     kcore: int = typer.Option(5, help="iterative k-core (0 = off)"),
@@ -156,12 +155,6 @@ def benchmark(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     keep_seen: bool = typer.Option(False, help="do not filter already-seen items when ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
-    max_malformed: float = MAX_MALFORMED,
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     tune: int = typer.Option(0, help="tune each model on validation first: this many configurations of its search space (same budget for all)"),
     tune_epochs: int = typer.Option(10, help="epochs per tuning configuration"),
@@ -173,7 +166,7 @@ def benchmark(
     names = model_names(models)
     overrides = check_overrides(parse_sets(set, prefixed=True))
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs, weight_decay)
-    data = load_dataset(input, read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed), kcore, users, seed, split, subset_seed, timeline_cuts)
+    data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), cfg,
         overrides=overrides, filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
@@ -184,10 +177,11 @@ def benchmark(
 
 
 @app.command()
+@reads_interactions
 def train(
     input: list[Path] = typer.Option(..., "--input", "-i"),
     model: str = typer.Option("difflsrec", help="model name (see `difflsrec models`)"),
-    format: str = FORMAT,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     users: int = typer.Option(None),
     kcore: int = typer.Option(5),
     split: str = typer.Option("loo"),
@@ -204,12 +198,6 @@ def train(
     loss_scale: str = typer.Option("target", help=LOSS_SCALE_HELP),
     device: str = typer.Option("auto"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
-    max_malformed: float = MAX_MALFORMED,
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     out: Path = typer.Option(..., help="artifact directory to write"),
 ) -> None:
@@ -226,7 +214,7 @@ def train(
         epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs,
         weight_decay=weight_decay,
     )
-    data = load_dataset(input, read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed), kcore, users, seed, split, subset_seed, timeline_cuts)
+    data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     stats = fit_features(data)
     run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
@@ -235,20 +223,15 @@ def train(
 
 
 @app.command()
+@reads_interactions
 def evaluate(
     artifact: Path = typer.Option(..., help="model artifact directory"),
     input: list[Path] = typer.Option(..., "--input", "-i", help="the interaction file(s) the artifact was trained on"),
-    format: str = FORMAT,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     users: int = typer.Option(None),
     kcore: int = typer.Option(5),
     split: str = typer.Option("loo"),
     seed: int = typer.Option(0),
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
-    max_malformed: float = MAX_MALFORMED,
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     keep_seen: bool = typer.Option(False),
     k: list[int] = typer.Option([10], "--k", help="cut-offs (repeatable)"),
@@ -259,7 +242,7 @@ def evaluate(
     from model.batching import FeatureView
     from model.evaluation import evaluate as run_eval
 
-    data = load_dataset(input, read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed), kcore, users, seed, split, timeline_cuts=timeline_cuts)
+    data = load_dataset(input, read, kcore, users, seed, split, timeline_cuts=timeline_cuts)
     art = load_artifact(artifact)
     if art.manifest["data_hash"] != data.hash:
         raise typer.BadParameter(f"artifact was trained on dataset {art.manifest['data_hash'][:12]}, these options give {data.hash[:12]}")
@@ -271,10 +254,11 @@ def evaluate(
 
 
 @app.command()
+@reads_interactions
 def reproduce(
     input: list[Path] = typer.Option(..., "--input", "-i", help="interaction file(s), e.g. an Amazon Reviews 2023 category"),
     preset: str = typer.Option(None, help="'paper': the paper's protocol (10,000 random users per domain, 5-core)"),
-    format: str = FORMAT,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     users: int = typer.Option(None, help="reproducible subset of this many users (the paper: 10000)"),
     kcore: int = typer.Option(5),
     split: str = typer.Option("loo"),
@@ -296,12 +280,6 @@ def reproduce(
     device: str = typer.Option("auto"),
     sampled_negatives: int = typer.Option(100, help="negatives of the sampled protocol shown beside full ranking"),
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override MODEL.KEY=VALUE (repeatable)"),
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
-    max_malformed: float = MAX_MALFORMED,
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     out: Path = typer.Option(..., help="output directory: report.md, report.json, ablation.png, embedding_size.png"),
     no_train: bool = typer.Option(False, "--no-train", help="train nothing: write the report from the runs already in DIR/runs"),
@@ -325,6 +303,6 @@ def reproduce(
         k_values=int_list(k_values, "--k-values"),
         sampled_negatives=sampled_negatives,
     )
-    data = load_dataset(input, read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed), kcore, users, seed, split, subset_seed, timeline_cuts)
+    data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input), train=not no_train)
     typer.echo((out / "report.md").read_text())

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import get_type_hints
 
 import typer
 
 from difflsrec.settings import CommonSettings
-from model.data.fetch import DATASETS, amazon2023_instructions, fetch as fetch_dataset
+from model.data.fetch import DATASETS, amazon2023_instructions
+from model.data.fetch import fetch as fetch_dataset
 from model.data.formats import FORMATS, ReadOptions, head
-from model.data.prepare import PrepareOptions, prepare as prepare_dataset, summary
+from model.data.prepare import PrepareOptions, summary
+from model.data.prepare import prepare as prepare_dataset
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -20,7 +26,7 @@ FORMAT_HELP = f"'auto' or one of: {', '.join(FORMATS)}"
 
 # How interaction files are read: declared once and taken by every command that reads them (data prepare,
 # benchmark, train, evaluate, reproduce, bootstrap, replay), so a file one of them reads, all of them read.
-# typer only reads these declarations, so one object can serve several commands.
+# typer only reads these declarations, so one object can serve several commands (see reads_interactions).
 FORMAT = typer.Option("auto", help=FORMAT_HELP)
 ITEM_KEY = typer.Option("parent_asin", help="Amazon 2023: the item id field, parent_asin | asin")
 USER_COL = typer.Option(None, help="csv: the user column's name (default: found in the header by name)")
@@ -31,15 +37,40 @@ MAX_MALFORMED = typer.Option(0.01, help="fraction of malformed lines tolerated b
 TIMELINE_CUTS = typer.Option((0.8, 0.9), help="--split timeline: validation and test start at these time quantiles")
 
 
-def read_options(format: str, item_key: str, user_col: str | None, item_col: str | None, time_col: str | None, time_unit: str, max_malformed: float) -> ReadOptions:
-    """The reading options of a command line; a bad value is an option error, before any file is read."""
-    try:
-        return ReadOptions(
-            format=format, item_key=item_key, user_col=user_col, item_col=item_col, time_col=time_col, time_unit=time_unit,
-            max_malformed=max_malformed,
-        )
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
+_READ_OPTIONS = (  # (parameter, declaration, type), in the order --help shows them
+    ("format", FORMAT, str), ("item_key", ITEM_KEY, str), ("user_col", USER_COL, str | None), ("item_col", ITEM_COL, str | None),
+    ("time_col", TIME_COL, str | None), ("time_unit", TIME_UNIT, str), ("max_malformed", MAX_MALFORMED, float),
+)
+
+
+def reads_interactions(command: Callable) -> Callable:
+    """Give a command the reading options in place of its ``read: ReadOptions`` parameter.
+
+    typer builds a command's options from its signature, so the wrapper shows typer the signature with
+    ``read`` replaced by the options above, and calls the command with the :class:`ReadOptions` they make.
+    A bad value is an option error (exit 2), before any file is read."""
+    hints = get_type_hints(command)
+    params = []
+    for param in inspect.signature(command).parameters.values():
+        if param.name == "read":
+            params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind) for name, option, kind in _READ_OPTIONS]
+        else:
+            params.append(param.replace(annotation=hints.get(param.name, param.annotation)))
+    if len(params) != len(inspect.signature(command).parameters) + len(_READ_OPTIONS) - 1:
+        raise TypeError(f"{command.__name__} needs a `read: ReadOptions` parameter to take the reading options")
+
+    @functools.wraps(command)
+    def with_read_options(**kwargs):
+        values = {name: kwargs.pop(name) for name, _, _ in _READ_OPTIONS}
+        try:
+            read = ReadOptions(**values)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        return command(read=read, **kwargs)
+
+    with_read_options.__signature__ = inspect.Signature(params, return_annotation=None)  # what typer reads
+    with_read_options.__annotations__ = {p.name: p.annotation for p in params}
+    return with_read_options
 
 
 @app.command()
@@ -57,24 +88,18 @@ def fetch(
 
 
 @app.command()
+@reads_interactions
 def prepare(
     input: list[Path] = typer.Option(..., "--input", "-i", help="interaction file(s); several are concatenated"),
-    format: str = FORMAT,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     kcore: int = typer.Option(5, help="minimum interactions per user and item (0 = off)"),
     users: int = typer.Option(None, help="random subset of this many users (after the k-core)"),
     seed: int = typer.Option(0, help="seed of the user subset"),
     split: str = typer.Option("loo", help="loo | timeline"),
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
-    item_key: str = ITEM_KEY,
-    max_malformed: float = MAX_MALFORMED,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
     cache_dir: Path = typer.Option(None, help="default: $DIFFLSREC_HOME/prepared"),
 ) -> None:
     """Prepare a dataset (or load it from the cache) and print a summary."""
-    read = read_options(format, item_key, user_col, item_col, time_col, time_unit, max_malformed)
     options = PrepareOptions(read=read, kcore=kcore, users=users, seed=seed, split=split, timeline_cuts=timeline_cuts)
     started = time.perf_counter()
     dataset = prepare_dataset([_resolve_input(p) for p in input], options, cache_dir=cache_dir)
@@ -97,18 +122,13 @@ def prepare(
 
 
 @app.command()
+@reads_interactions
 def info(
     file: Path = typer.Argument(..., help="interaction file"),
-    format: str = FORMAT,
+    read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     rows: int = typer.Option(5, help="how many parsed rows to show"),
-    item_key: str = ITEM_KEY,
-    user_col: str | None = USER_COL,
-    item_col: str | None = ITEM_COL,
-    time_col: str | None = TIME_COL,
-    time_unit: str = TIME_UNIT,
 ) -> None:
     """Print the detected format and the first parsed rows of a file."""
-    read = read_options(format, item_key, user_col, item_col, time_col, time_unit, MAX_MALFORMED.default)  # head() shows, never refuses
     fmt, parsed, report = head(_resolve_input(file), rows, read)
     typer.echo(f"format     {fmt}  (timestamps in {report.time_unit})")
     for user, item, ts in parsed:

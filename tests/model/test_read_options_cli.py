@@ -70,3 +70,12 @@ def test_a_bad_read_option_is_an_option_error_before_any_file_is_read(bad, messa
     result = CliRunner().invoke(_app(), ["benchmark", "--input", str(tmp_path / "missing.csv"), "--models", "pop", "--out", str(tmp_path / "o"), *bad])
     assert result.exit_code == 2, result.output  # click's usage error, not a crash reading the (missing) file
     assert message in result.output
+
+
+def test_a_command_without_a_read_parameter_cannot_take_the_read_options():
+    from model.data.cli import reads_interactions
+
+    def command(input: str = "x") -> None: ...
+
+    with pytest.raises(TypeError, match="needs a `read: ReadOptions` parameter"):
+        reads_interactions(command)
