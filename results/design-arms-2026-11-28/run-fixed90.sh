@@ -10,3 +10,8 @@ for arm in "l2-unscaled-90" "eta1-90 --set difflsrec.eta=1.0" "nodetach-90 --set
   name=${arm%% *}; extra=${arm#$name}
   $B --min-epochs 90 --epochs 90 $extra --out runs/design-arms/$name
 done
+# seed 1 of the default and the non-detached target, same budget (epochs-fixed90-seed1.txt, fixed_budget-seed1.out.txt)
+for arm in "default90s1" "nodetach90s1 --set difflsrec.detach_denoise_target=false"; do
+  name=${arm%% *}; extra=${arm#$name}
+  nice -n 5 .venv/bin/difflsrec --threads 1 benchmark --input $D --models difflsrec --seed 1 --min-epochs 90 --epochs 90 $extra --out runs/design-arms/$name
+done
