@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from model.data.cli import TIMELINE_CUTS, _resolve_input, reads_interactions
+from model.data.cli import TIMELINE_CUTS, _resolve_input, prepare_options, reads_interactions
 from model.data.formats import ReadOptions
-from model.data.prepare import PrepareOptions, prepare
+from model.data.prepare import prepare
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 log = logging.getLogger(__name__)
@@ -88,12 +88,7 @@ def load_dataset(
 ):
     """The prepared dataset; its user subset is drawn with ``subset_seed`` when given, else with ``seed``."""
     seed = seed if subset_seed is None else subset_seed
-    try:
-        options = PrepareOptions(read=read, kcore=kcore, users=users, seed=seed, split=split, timeline_cuts=timeline_cuts)
-        options.validate()
-    except ValueError as error:
-        raise typer.BadParameter(str(error)) from None
-    return prepare([_resolve_input(p) for p in input], options)
+    return prepare([_resolve_input(p) for p in input], prepare_options(read, kcore, users, seed, split, timeline_cuts))
 
 
 BATCHING_HELP = "bucket: users of similar length batched together under a token budget | random: batch-size random users, lengths mixed, as the reference SASRec code"

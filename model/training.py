@@ -28,7 +28,7 @@ def step_loss(model: Recommender, batch, scale: float = 1.0) -> tuple[torch.Tens
     """One optimiser step's objective: the model's data loss times ``scale`` (the per-target weighting of
     ``loss_scale``) plus its parameter penalty, unscaled: an L2 term is the same whatever batch it rides on."""
     loss, logs = model.loss(batch)
-    loss = loss * scale if scale != 1.0 else loss
+    loss = loss * scale
     penalty = model.penalty()
     if penalty is not None:
         loss = loss + penalty

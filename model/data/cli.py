@@ -49,15 +49,16 @@ def reads_interactions(command: Callable) -> Callable:
     typer builds a command's options from its signature, so the wrapper shows typer the signature with
     ``read`` replaced by the options above, and calls the command with the :class:`ReadOptions` they make.
     A bad value is an option error (exit 2), before any file is read."""
+    signature = inspect.signature(command)
+    if "read" not in signature.parameters:
+        raise TypeError(f"{command.__name__} needs a `read: ReadOptions` parameter to take the reading options")
     hints = get_type_hints(command)
     params = []
-    for param in inspect.signature(command).parameters.values():
+    for param in signature.parameters.values():
         if param.name == "read":
             params += [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=kind) for name, option, kind in _READ_OPTIONS]
         else:
             params.append(param.replace(annotation=hints.get(param.name, param.annotation)))
-    if len(params) != len(inspect.signature(command).parameters) + len(_READ_OPTIONS) - 1:
-        raise TypeError(f"{command.__name__} needs a `read: ReadOptions` parameter to take the reading options")
 
     @functools.wraps(command)
     def with_read_options(**kwargs):
@@ -71,6 +72,16 @@ def reads_interactions(command: Callable) -> Callable:
     with_read_options.__signature__ = inspect.Signature(params, return_annotation=None)  # what typer reads
     with_read_options.__annotations__ = {p.name: p.annotation for p in params}
     return with_read_options
+
+
+def prepare_options(read: ReadOptions, kcore: int, users: int | None, seed: int, split: str, timeline_cuts: tuple[float, float]) -> PrepareOptions:
+    """The preparation options of a command line; a bad value is an option error (exit 2), before any file is read."""
+    options = PrepareOptions(read=read, kcore=kcore, users=users, seed=seed, split=split, timeline_cuts=timeline_cuts)
+    try:
+        options.validate()
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return options
 
 
 @app.command()
@@ -100,7 +111,7 @@ def prepare(
     cache_dir: Path = typer.Option(None, help="default: $DIFFLSREC_HOME/prepared"),
 ) -> None:
     """Prepare a dataset (or load it from the cache) and print a summary."""
-    options = PrepareOptions(read=read, kcore=kcore, users=users, seed=seed, split=split, timeline_cuts=timeline_cuts)
+    options = prepare_options(read, kcore, users, seed, split, timeline_cuts)
     started = time.perf_counter()
     dataset = prepare_dataset([_resolve_input(p) for p in input], options, cache_dir=cache_dir)
     elapsed = time.perf_counter() - started

@@ -72,6 +72,12 @@ def test_a_bad_read_option_is_an_option_error_before_any_file_is_read(bad, messa
     assert message in result.output
 
 
+def test_data_prepare_refuses_bad_preparation_options_as_the_training_commands_do(tmp_path):
+    result = CliRunner().invoke(_app(), ["data", "prepare", "--input", str(tmp_path / "missing.csv"), "--split", "timeline", "--timeline-cuts", "0.9", "0.5"])
+    assert result.exit_code == 2, result.output
+    assert "timeline_cuts must" in result.output
+
+
 def test_a_command_without_a_read_parameter_cannot_take_the_read_options():
     from model.data.cli import reads_interactions
 
