@@ -75,6 +75,8 @@ class ReadOptions:
 
     def __post_init__(self):
         # fail when the options are given, not halfway through reading a file
+        if self.format != "auto" and ALIASES.get(self.format, self.format) not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; expected 'auto' or one of {FORMATS + tuple(ALIASES)}")
         if self.item_key not in ("parent_asin", "asin"):
             raise ValueError(f"item_key must be 'parent_asin' or 'asin', got {self.item_key!r}")
         if self.time_unit not in ("auto", "s", "ms"):

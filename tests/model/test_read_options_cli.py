@@ -63,7 +63,7 @@ def test_train_reads_a_csv_by_the_column_names_it_is_given(ml100k_file, isolated
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(["--item-key", "sku"], "item_key must be"), (["--time-unit", "us"], "time_unit must be"), (["--max-malformed", "2"], "max_malformed must be"),
+    [(["--format", "parquet"], "unknown format"), (["--item-key", "sku"], "item_key must be"), (["--time-unit", "us"], "time_unit must be"), (["--max-malformed", "2"], "max_malformed must be"),
      (["--split", "timeline", "--timeline-cuts", "0.9", "0.5"], "timeline_cuts must")],
 )
 def test_a_bad_read_option_is_an_option_error_before_any_file_is_read(bad, message, tmp_path):
