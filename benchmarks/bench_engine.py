@@ -22,11 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from index.faiss_blas import blas_report, faiss  # noqa: E402
 from stream.bench import replay_events  # noqa: E402
 from stream.engine import Engine, ModelBundle, SourcedEvent  # noqa: E402
 from stream.schemas import Limits, dump_recommendation, parse_event  # noqa: E402
@@ -98,6 +98,7 @@ def main() -> None:
     run(engine, events[:2_000], 256)  # warm-up: CUDA context, kernels, allocator; TorchScript's profiling runs
     order = "time order" if args.interleave is None else f"{args.interleave} users at a time"
     print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, {bundle.index.kind} index, 1 thread")
+    print(blas_report())
     for batch in (int(b) for b in args.batches.split(",")):
         runs = [run(engine, events, batch) for _ in range(args.repeat)]
         n = len(events)

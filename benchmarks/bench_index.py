@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 # run as a script from anywhere: make the repository root importable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index import ItemIndex  # noqa: E402
+from index.faiss_blas import blas_report, faiss  # noqa: E402
 
 
 def synthetic_items(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
@@ -85,6 +85,7 @@ def recall(approx: np.ndarray, exact: np.ndarray) -> float:
 
 def run(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
+    print(blas_report())
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} OpenMP threads, d={args.dim}, "
           f"batch={args.batch}, k={args.k}, exclusions/query={args.exclusions} ({args.exclude_from}), "
           f"median of {args.repeats}")

@@ -59,9 +59,9 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
-import faiss
 import numpy as np
 
+from index.faiss_blas import faiss
 from index.storage import IndexIntegrityError, read_index_dir, write_index_dir
 from model.data.dataset import PAD_TOKEN
 

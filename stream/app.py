@@ -376,12 +376,14 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, st
 def load_bundle(settings: WorkerSettings) -> ModelBundle:
     from difflsrec.settings import resolve_device
 
+    from index.faiss_blas import blas_report, faiss
+
     if settings.threads:
-        import faiss
         import torch
 
         torch.set_num_threads(settings.threads)
         faiss.omp_set_num_threads(settings.threads)
+    log.info(blas_report())
     path = resolve_artifact(settings.artifact or settings.registry_dir)
     bundle = ModelBundle.load(path, resolve_device(settings.device), settings.inference_steps, settings.index_kind)
     log.info("serving model %s from %s (%d items, %d inference steps, index %r)", bundle.version, path, len(bundle.index), bundle.model.config.inference_steps, bundle.index)
