@@ -23,24 +23,26 @@ def curve(spec: str) -> dict[int, float]:
     return runs[int(k or 1) - 1]
 
 
-def early_stop(c: dict[int, float], patience: int = 10) -> tuple[int, int, float]:
-    """(stop epoch, best epoch, best value) of the trainer's rule replayed on a recorded curve."""
+def early_stop(c: dict[int, float], patience: int = 10, min_epochs: int = 0) -> tuple[int, int, float]:
+    """(stop epoch, best epoch, best value) of the trainer's rule replayed on a recorded curve (it never
+    stops before ``min_epochs``)."""
     best_ep, best, stale = 0, float("-inf"), 0
     for ep in sorted(c):
         if c[ep] > best:
             best_ep, best, stale = ep, c[ep], 0
         else:
             stale += 1
-        if stale >= patience:
+        if stale >= patience and ep >= min_epochs:
             return ep, best_ep, best
     return max(c), best_ep, best
 
 
-print("arm            epochs  mean 11-30  mean 31-60  mean 61-90  best (epoch)      patience-10 replay: stop, best (epoch)")
-for arg in sys.argv[1:]:
-    name, _, spec = arg.partition("=")
-    c = curve(spec)
-    window = lambda lo, hi: statistics.mean(c[e] for e in range(lo, hi + 1) if e in c) if any(e in c for e in range(lo, hi + 1)) else float("nan")  # noqa: E731
-    b = max(c, key=c.get)
-    stop, sb, sv = early_stop(c)
-    print(f"{name:14s} {max(c):6d}  {window(11, 30):10.4f}  {window(31, 60):10.4f}  {window(61, 90):10.4f}  {c[b]:.4f} ({b:2d})     {stop:3d}, {sv:.4f} ({sb})")
+if __name__ == "__main__":
+    print("arm            epochs  mean 11-30  mean 31-60  mean 61-90  best (epoch)      patience-10 replay: stop, best (epoch)")
+    for arg in sys.argv[1:]:
+        name, _, spec = arg.partition("=")
+        c = curve(spec)
+        window = lambda lo, hi: statistics.mean(c[e] for e in range(lo, hi + 1) if e in c) if any(e in c for e in range(lo, hi + 1)) else float("nan")  # noqa: E731
+        b = max(c, key=c.get)
+        stop, sb, sv = early_stop(c)
+        print(f"{name:14s} {max(c):6d}  {window(11, 30):10.4f}  {window(31, 60):10.4f}  {window(61, 90):10.4f}  {c[b]:.4f} ({b:2d})     {stop:3d}, {sv:.4f} ({sb})")
