@@ -12,9 +12,9 @@ items costs ~9 us per query in a batch of 253 queries instead of ~35 (benchmarks
 What. Before faiss is imported, if the user has not set ``OPENBLAS_CORETYPE`` and Linux reports AVX-512
 (F, BW, DQ, VL, CD: the SkylakeX kernel's instructions) or AVX2 + FMA (Haswell's), OpenBLAS is told that
 kernel for the duration of the import (the variable is restored afterwards, so numpy, scipy and child
-processes keep their own detection), and exact searches of at least :data:`BLAS_MIN_QUERIES` queries go
-through BLAS (:data:`BLAS_THRESHOLD`). Elsewhere (other CPUs or systems, a user's own ``OPENBLAS_CORETYPE``, a faiss built on
-another BLAS) nothing is changed. :func:`blas_report` says what faiss's BLAS runs (logged by the worker).
+processes keep their own detection), and exact searches of 8 or more queries (d = 64; :data:`BLAS_THRESHOLD`
+queries x dimensions) go through BLAS. Elsewhere (other CPUs or systems, a user's own
+``OPENBLAS_CORETYPE``, a faiss built on another BLAS) nothing is changed. :func:`blas_report` says what faiss's BLAS runs (logged by the worker).
 
 Every module that needs faiss imports it from here (``from index.faiss_blas import faiss``).
 """
