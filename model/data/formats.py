@@ -75,8 +75,7 @@ class ReadOptions:
 
     def __post_init__(self):
         # fail when the options are given, not halfway through reading a file
-        if self.format != "auto" and ALIASES.get(self.format, self.format) not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r}; expected 'auto' or one of {FORMATS + tuple(ALIASES)}")
+        known_format(self.format)
         if self.item_key not in ("parent_asin", "asin"):
             raise ValueError(f"item_key must be 'parent_asin' or 'asin', got {self.item_key!r}")
         if self.time_unit not in ("auto", "s", "ms"):
@@ -174,13 +173,17 @@ def detect_format(path: Path) -> str:
     )
 
 
-def resolve_format(path: Path, fmt: str = "auto") -> str:
+def known_format(fmt: str) -> str:
+    """``fmt`` with aliases resolved: "auto" or one of :data:`FORMATS`; ValueError for anything else."""
     fmt = ALIASES.get(fmt, fmt)
-    if fmt == "auto":
-        return detect_format(path)
-    if fmt not in FORMATS:
+    if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected 'auto' or one of {FORMATS + tuple(ALIASES)}")
     return fmt
+
+
+def resolve_format(path: Path, fmt: str = "auto") -> str:
+    fmt = known_format(fmt)
+    return detect_format(path) if fmt == "auto" else fmt
 
 
 def _mostly(predicate: Callable[[str], bool], lines: list[str]) -> bool:
