@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from bootstrap.history import HistoryTable, read_files
+from difflsrec.progress import progress
 from model.data.formats import ReadOptions
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def replay(opts: ReplayOptions, bootstrap_servers: str, interactions_topic: str 
     thread = threading.Thread(target=_consume, args=(session, reader, stop), name="replay-inbox", daemon=True)
     thread.start()
     started = time.time()
-    bar = tqdm(total=n, desc="replay", unit="ev", disable=not opts.progress)
+    bar = progress(total=n, desc="replay", unit="ev", disable=not opts.progress)
     try:
         t0_event = events.times[0]
         for i, (user, item, ts) in enumerate(zip(events.users, events.items, events.times)):

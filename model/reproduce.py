@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from difflsrec.progress import progress
 from model.batching import FeatureView
 from model.benchmark import KEY_METRICS, ModelRun, fit_features, paired_over_seeds, summarise
 from model.benchmark import train_and_test as _train_and_test
@@ -117,7 +117,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     if not train and todo:
         log.info("reproduce: reporting without %d runs not in %s (%s)", len(todo), cache, ", ".join(r.label for r in todo))
         todo = []
-    bar = tqdm(todo, desc="reproduce", unit="run")
+    bar = progress(todo, desc="reproduce", unit="run")
     for r in bar:
         path = paths[r.key]
         if not _claim(path):  # another invocation on this DIR is training it

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from difflsrec.progress import progress
 from difflsrec.settings import parse_device, resolve_device
 from model.batching import FeatureView, TrainBatches
 from model.data.dataset import PreparedDataset
@@ -135,7 +136,7 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
         t0 = time.perf_counter()
         model.train()
         total, n_batches, sums = 0.0, 0, {}
-        bar = tqdm(batches, desc=f"{model.name} epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
+        bar = progress(batches, detail=True, desc=f"{model.name} epoch {epoch}", leave=False, disable=not cfg.progress, unit="batch")
         for batch in bar:
             batch = batch.to(device)
             scale = 1.0

@@ -31,8 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
+from difflsrec.progress import progress
 from difflsrec.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -195,7 +194,7 @@ def write_dataset(archive: Path, source: Source, spec: DatasetSpec, target: Path
     partial = target.with_name(target.name + ".part")
     try:
         with zipfile.ZipFile(archive) as zf, _open_for_writing(partial, gzipped=target.name.endswith(".gz")) as out:
-            rows = tqdm(archive_rows(zf, source), desc=target.name, unit=" rows", delay=2.0, disable=None, leave=False)
+            rows = progress(archive_rows(zf, source), desc=target.name, unit=" rows", delay=2.0, leave=False)
             spec.writer(rows, out)
     except BaseException:
         partial.unlink(missing_ok=True)  # a half-written file must not pass for data on the next try
@@ -237,7 +236,7 @@ def download_with_deadline(url: str, directory: Path, timeout: float = CONNECT_T
     response = _urlopen_within(url, timeout)
     target = directory / url.rsplit("/", 1)[-1]
     total = int(response.headers.get("Content-Length") or 0) or None
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=None)
+    bar = progress(total=total, unit="B", unit_scale=True, desc=target.name)
     with response, open(target, "wb") as out, bar:
         while block := response.read(1 << 20):
             out.write(block)

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
+
+from difflsrec.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -385,8 +386,8 @@ def iter_records(path: Path, fmt: str, options: ReadOptions, report: ReadReport)
     path = Path(path)
     raw, stream = open_binary(path)
     size = path.stat().st_size
-    with raw, io.TextIOWrapper(stream, encoding="utf-8", errors="replace") as text, tqdm(
-        total=size, unit="B", unit_scale=True, desc=path.name, delay=2.0, disable=None, leave=False
+    with raw, io.TextIOWrapper(stream, encoding="utf-8", errors="replace") as text, progress(
+        total=size, unit="B", unit_scale=True, desc=path.name, delay=2.0, leave=False
     ) as bar:
         lines = enumerate(text, start=1)
         header = None

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
 
+from difflsrec.progress import progress
 from difflsrec.settings import CommonSettings
 from model.data.dataset import PAD_TOKEN, PreparedDataset, Sequences, Split
 from model.data.formats import Interactions, ReadOptions, read_interactions, resolve_format
@@ -119,7 +119,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     """Full-content sha256, streamed (about 1 s per GB; a progress bar appears for large files)."""
     digest = hashlib.sha256()
     size = path.stat().st_size
-    bar = tqdm(total=size, unit="B", unit_scale=True, desc=f"hash {path.name}", delay=2.0, disable=None, leave=False)
+    bar = progress(total=size, unit="B", unit_scale=True, desc=f"hash {path.name}", delay=2.0, leave=False)
     with open(path, "rb") as f, bar:
         while block := f.read(chunk):
             digest.update(block)
