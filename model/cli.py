@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from difflsrec.settings import DEFAULT_PATIENCE
 from model.data.cli import TIMELINE_CUTS, _resolve_input, prepare_options, reads_interactions
 from model.data.formats import ReadOptions
 from model.data.prepare import prepare
@@ -97,6 +98,7 @@ SUBSET_SEED_HELP = (
     "seed of the --users subset (default: --seed); it is part of the prepared data's identity, so keep it fixed "
     "(e.g. --subset-seed 0 --seed 1 --seeds 2) to train more seeds on the same users and reuse cached runs"
 )
+PATIENCE_HELP = "epochs without a better validation NDCG@10 before stopping (10 until 2026-12-06: add --patience 10 to reproduce results made before)"
 MIN_EPOCHS_HELP = "no early stop before this epoch (lets a run leave its initial plateau)"
 WEIGHT_DECAY_HELP = "Adam's L2 weight decay on every parameter (0 = none; DiffLSRec's own L2 (C.6) on W_Q, W_K, W_V, W_g and its noise network's feed-forward weights is separate)"
 LR_HELP = "Adam learning rate for every model (default: each model's own, chosen on validation: 1e-3; DiffLSRec and GRU4Rec 3e-3)"
@@ -138,7 +140,7 @@ def benchmark(
     seeds: int = typer.Option(1, help="number of training seeds: seed, seed+1, ..."),
     subset_seed: int | None = typer.Option(None, help=SUBSET_SEED_HELP),
     epochs: int = typer.Option(200, help="maximum epochs (early stopping on validation NDCG@10)"),
-    patience: int = typer.Option(10, help="epochs without validation improvement before stopping"),
+    patience: int = typer.Option(DEFAULT_PATIENCE, help=PATIENCE_HELP),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
     weight_decay: float = typer.Option(0.0, help=WEIGHT_DECAY_HELP),
@@ -183,7 +185,7 @@ def train(
     seed: int = typer.Option(0, help="training seed (and the --users subset's, unless --subset-seed)"),
     subset_seed: int | None = typer.Option(None, help=SUBSET_SEED_HELP),
     epochs: int = typer.Option(200),
-    patience: int = typer.Option(10),
+    patience: int = typer.Option(DEFAULT_PATIENCE, help=PATIENCE_HELP),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
     weight_decay: float = typer.Option(0.0, help=WEIGHT_DECAY_HELP),
@@ -264,7 +266,7 @@ def reproduce(
     models: str = typer.Option(",".join(["fossil", "marank", "gru4rec", "hgn", "sasrec", "diffrec", "difflsrec"]), help="Table 1 models"),
     k_values: str = typer.Option("8,16,32,64,128", help="embedding sizes for the K study"),
     epochs: int = typer.Option(200),
-    patience: int = typer.Option(10),
+    patience: int = typer.Option(DEFAULT_PATIENCE, help=PATIENCE_HELP),
     min_epochs: int = typer.Option(0, help=MIN_EPOCHS_HELP),
     lr: float | None = typer.Option(None, help=LR_HELP),
     weight_decay: float = typer.Option(0.0, help=WEIGHT_DECAY_HELP),

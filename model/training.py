@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from difflsrec.progress import progress
-from difflsrec.settings import parse_device, resolve_device
+from difflsrec.settings import DEFAULT_PATIENCE, parse_device, resolve_device
 from model.batching import FeatureView, TrainBatches
 from model.data.dataset import PreparedDataset
 from model.evaluation import evaluate
@@ -55,7 +55,7 @@ class TrainConfig:
     # until 2026-11-27: ml-100k validation NDCG@10 over 3 seeds 0.1121 -> 0.1144 SASRec, 0.1144 -> 0.1163
     # GRU4Rec, 0.1124 -> 0.1165 DiffLSRec with "target")
     loss_scale: str = "target"
-    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    patience: int = DEFAULT_PATIENCE  # epochs without a better validation NDCG@10 before stopping
     # no early stop before this epoch: a run whose validation score sits on its initial plateau (about
     # popularity's) for more than `patience` epochs is otherwise stopped before it starts to learn, which
     # 4 of 9 DiffLSRec runs with K <= 32 did on ml-100k (README, the K study)
