@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from difflsrec.progress import progress
+from difflsrec.progress import progress, say
 from difflsrec.settings import DEFAULT_PATIENCE, parse_device, resolve_device
 from model.batching import FeatureView, TrainBatches
 from model.data.dataset import PreparedDataset
@@ -167,7 +166,7 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
         else:
             stale += 1
         if cfg.progress:
-            tqdm.write(
+            say(
                 f"{model.name} epoch {epoch:3d}  loss {row['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}"
                 f"  ({epoch_seconds[-1]:.1f}s){'  *' if improved else ''}"
             )
