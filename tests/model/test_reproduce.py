@@ -59,8 +59,10 @@ def test_run_ids_of_runs_cached_before_the_batching_setting_are_kept():
     from model.training import TrainConfig
 
     data, run = SimpleNamespace(hash="abc"), Run("sasrec", {}, 0)
-    assert run_id(run, data, ReproduceSpec(train=TrainConfig(loss_scale="batch"))) == "e5cfd345c2cd95f36b15d5c7"
-    assert run_id(run, data, ReproduceSpec()) != "e5cfd345c2cd95f36b15d5c7"
+    # patience 10 was the default then (now 20: a changed default trains new runs, like any other setting)
+    assert run_id(run, data, ReproduceSpec(train=TrainConfig(loss_scale="batch", patience=10))) == "e5cfd345c2cd95f36b15d5c7"
+    assert run_id(run, data, ReproduceSpec(train=TrainConfig(patience=10))) != "e5cfd345c2cd95f36b15d5c7"
+    assert run_id(run, data, ReproduceSpec(train=TrainConfig(loss_scale="batch"))) != "e5cfd345c2cd95f36b15d5c7"
 
 
 def test_improvement_and_claims_by_hand():
@@ -170,6 +172,7 @@ def test_two_invocations_on_one_dir_share_the_runs(ml100k_file, isolated_home, t
 def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_dies(ml100k_file, isolated_home, tmp_path):
     import socket
 
+    from difflsrec.settings import DEFAULT_PATIENCE
     from model.cli import load_dataset, train_config
     from model.data.formats import ReadOptions
     from model.reproduce import ReproduceSpec, Run, run_id
@@ -178,7 +181,7 @@ def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_die
     cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "reproduce", "--input", str(ml100k_file), "--users", "40",
            "--seeds", "2", "--epochs", "1", "--parts", "table1", "--models", "fossil,sasrec", "--out", str(out)]
     data = load_dataset([ml100k_file], ReadOptions(), 5, 40, 0, "loo")
-    spec = ReproduceSpec(seeds=[0, 1], train=train_config(1, 10, None, 128, "auto", 0, None))
+    spec = ReproduceSpec(seeds=[0, 1], train=train_config(1, DEFAULT_PATIENCE, None, 128, "auto", 0, None))  # the command's
     lock = out / "runs" / f"{run_id(Run('sasrec', {}, 1), data, spec)}.lock"
     lock.parent.mkdir(parents=True)
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
