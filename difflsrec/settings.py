@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: ML-1M 2,000-user subset it stopped SASRec-CE early on two of three seeds (README, early stopping)
 DEFAULT_PATIENCE = 20
 
+
 def default_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "difflsrec"
 
