@@ -249,9 +249,9 @@ def _pace(opts: ReplayOptions, i: int, event_offset_s: float, started: float) ->
 def _progress(bar, session: _Session) -> None:
     sent, received = session.counts()
     hr = session.hits / sent if sent else 0.0
-    bar.n = received
-    bar.set_postfix(sent=sent, lag=sent - received, HR=f"{hr:.3f}")
-    bar.refresh()
+    # no forced redraw: update() draws at the bar's own pace (a line a minute in a log, see difflsrec.progress)
+    bar.set_postfix(sent=sent, lag=sent - received, HR=f"{hr:.3f}", refresh=False)
+    bar.update(received - bar.n)
 
 
 def _drain(session: _Session, n: int, timeout: float, bar) -> None:
