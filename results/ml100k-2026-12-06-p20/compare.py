@@ -9,30 +9,30 @@ same code). Prints per model the three-seed mean, and seeds 0-1 at patience 10 a
 seeds 0-1 next to the benchmark runs of the same patience: the same training, so they should agree).
 """
 
+import importlib.util
 import json
 import statistics
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-P = ROOT / "patience-2026-12-06"
+# the patience comparison's loader knows which files hold each patience's runs (the folder name is no module name)
+_spec = importlib.util.spec_from_file_location("patience_compare", HERE.parent / "patience-2026-12-06" / "compare.py")
+patience = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(patience)
 
 
-def per_seed(path: Path, model: str) -> dict[int, float]:
-    if not path.exists():
-        return {}
-    rows = json.loads(path.read_text())["results"].get(model, {}).get("per_seed", [])
-    return {r["seed"]: r["NDCG@10"] for r in rows}
+def ndcg_by_seed(patience_value: int) -> dict[str, dict[int, float]]:
+    """model -> seed -> test NDCG@10 of the benchmark runs of seeds 0-1 at this patience."""
+    out: dict[str, dict[int, float]] = {}
+    for seed in (0, 1):
+        for model, result in patience.load(patience_value, seed).items():
+            out.setdefault(model, {}).update({r["seed"]: r["NDCG@10"] for r in result["per_seed"]})
+    return out
 
 
 def main() -> None:
     report = json.loads((HERE / "report.json").read_text())
-    p10 = {}
-    for model in report["table1"]:
-        p10[model] = {**per_seed(P / "results-p10-s0.json", model), **per_seed(P / "results-p10-s1.json", model)}
-    p10["difflsrec"] = {**per_seed(ROOT / "design-arms-2026-11-28" / "results-l2-unscaled.json", "difflsrec"),
-                        **per_seed(P / "results-p10-s1-difflsrec.json", "difflsrec")}
-    p20_bench = {m: {**per_seed(P / "results-p20-s0.json", m), **per_seed(P / "results-p20-s1.json", m)} for m in report["table1"]}
+    p10, p20_bench = ndcg_by_seed(10), ndcg_by_seed(20)
     print(f"{'model':10s} {'p20 seeds 0-2 NDCG@10':>24s} {'best epochs':>14s} | {'p10 s0-1':>9s} {'p20 s0-1':>9s} {'(benchmark p20 s0-1)':>22s}")
     for model, row in report["table1"].items():
         seeds = {r["seed"]: r for r in row["per_seed"]}
