@@ -54,9 +54,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from bootstrap.registry import RegistryError
     from index.storage import IndexIntegrityError
     from model.artifact import ArtifactError
+    from model.checkpoint import CheckpointError
     from stream.kafka.launcher import KafkaLauncherError
 
-    return (OSError, ValueError, KafkaError, AIOKafkaError, ArtifactError, RegistryError, IndexIntegrityError, KafkaLauncherError)
+    return (OSError, ValueError, KafkaError, AIOKafkaError, ArtifactError, CheckpointError, RegistryError, IndexIntegrityError, KafkaLauncherError)
 
 
 def _hint(error: BaseException) -> str:

@@ -60,10 +60,10 @@ class ModelRun:
     test_sampled: EvalResult | None = None  # the sampled protocol, when asked for (reproduce)
 
 
-def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, overrides: dict, train_cfg: TrainConfig, ks=(10,), filter_seen: bool = True, save_dir: Path | None = None, sampled_negatives: int | None = None) -> ModelRun:
+def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, overrides: dict, train_cfg: TrainConfig, ks=(10,), filter_seen: bool = True, save_dir: Path | None = None, sampled_negatives: int | None = None, checkpoint: Path | None = None) -> ModelRun:
     seed_everything(train_cfg.seed)  # model initialisation depends on the seed too
     model = build(name, data.sequences.n_items, stats, overrides)
-    result = train(model, data, stats, train_cfg, features)
+    result = train(model, data, stats, train_cfg, features, checkpoint=checkpoint)
     device = next(iter(model.parameters()), torch.zeros(0)).device
     test = evaluate(model, data, features, data.split.test, ks=ks, filter_seen=filter_seen, batch_size=train_cfg.eval_batch_size, device=device)
     sampled = None

@@ -197,8 +197,16 @@ def train(
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     out: Path = typer.Option(..., help="artifact directory to write"),
+    checkpoint: Path = typer.Option(None, help="training state written after every epoch [default: OUT/checkpoint.pt]"),
+    resume: bool = typer.Option(
+        True, help="continue from the checkpoint when it holds this run (same model, settings and data): after a kill, or with a "
+        "larger --patience / --epochs after a finished run; --no-resume deletes it and starts over",
+    ),
 ) -> None:
-    """Train one model, keep its best-validation weights and write a model artifact."""
+    """Train one model, keep its best-validation weights and write a model artifact.
+
+    The run's state is saved after every epoch, so the same command run again after an interruption goes on
+    from the last finished epoch and ends where an uninterrupted run would have."""
     from model.benchmark import train_and_test, fit_features
     from model.batching import FeatureView
 
@@ -213,7 +221,10 @@ def train(
     )
     data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     stats = fit_features(data)
-    run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out)
+    checkpoint = checkpoint or out / "checkpoint.pt"
+    if not resume:
+        checkpoint.unlink(missing_ok=True)
+    run = train_and_test(model, data, stats, FeatureView.build(data, stats), overrides, cfg, save_dir=out, checkpoint=checkpoint)
     typer.echo(f"best epoch {run.best_epoch}: valid {json.dumps({k: round(v, 4) for k, v in run.valid.items()})}")
     typer.echo(f"test  {json.dumps({k: round(v, 4) for k, v in run.test.mean().items()})}")
     typer.echo(f"artifact written to {out}")

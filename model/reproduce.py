@@ -10,7 +10,8 @@ protocol (target among 100 random unseen items), so a reader can see how far sam
 paper's are from full-ranking ones. Runs shared between parts (the full model, K = its default size) are
 trained once. Results are rewritten after every run, and each finished run is kept in ``DIR/runs/`` under a
 hash of everything that determines it (data, model, overrides, seed, training settings), so rerunning the same
-command resumes where it stopped. Several invocations on the same ``--out`` (e.g. the same command once per
+command resumes where it stopped; a run interrupted mid-way goes on from its last finished epoch (its training
+checkpoint, ``DIR/runs/<hash>.checkpoint.pt``, deleted once the run is kept). Several invocations on the same ``--out`` (e.g. the same command once per
 core or GPU, or with different ``--parts`` / ``--models``) share the work: each run is claimed with a lock
 file, and the last invocation to finish writes the complete report.
 """
@@ -130,8 +131,11 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
                 continue
             bar.set_description(f"reproduce: {r.label}")
             cfg = dataclasses.replace(spec.train, seed=r.seed)
-            done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives)
+            # a run killed mid-way goes on from its last finished epoch when the command is run again
+            checkpoint = path.with_suffix(".checkpoint.pt")
+            done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives, checkpoint=checkpoint)
             _save_run(done[r.key], path)
+            checkpoint.unlink(missing_ok=True)  # the run file is the result; its training state is not needed
         finally:
             path.with_suffix(".lock").unlink(missing_ok=True)
         _reload(paths, done)

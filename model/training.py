@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from difflsrec.progress import progress, say
 from difflsrec.settings import DEFAULT_PATIENCE, parse_device, resolve_device
+from model import checkpoint as checkpoints
 from model.batching import FeatureView, TrainBatches
+from model.checkpoint import TrainingProgress
 from model.data.dataset import PreparedDataset
 from model.evaluation import evaluate
 from model.features import FeatureStats
@@ -108,8 +110,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: TrainConfig, features: FeatureView | None = None) -> TrainResult:
-    """Train ``model`` in place; on return it holds its best-validation weights."""
+def train(
+    model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: TrainConfig, features: FeatureView | None = None, checkpoint: Path | None = None
+) -> TrainResult:
+    """Train ``model`` in place; on return it holds its best-validation weights.
+
+    With ``checkpoint`` (a file path) the state after every epoch is written there, and a run that finds one
+    of its own there continues after its last finished epoch: an interrupted run ends with the weights an
+    uninterrupted one would have (model/checkpoint.py). A finished run's checkpoint stays, so the same call
+    with a larger ``patience`` or ``epochs`` trains on from where it stopped."""
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     features = features or FeatureView.build(data, stats)
@@ -128,10 +137,16 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
     per_user = model.loss_unit == "user"
     # the loss units a batch of batch_size random users holds on average: the scale's denominator
     units_per_random_batch = cfg.batch_size * (1.0 if per_user else batches.n_targets / max(1, len(batches.users)))
-    best_score, best_epoch, best_state, best_valid = -math.inf, 0, None, {}
-    history, epoch_seconds, stale = [], [], 0
+    fp = checkpoints.fingerprint(model, data.hash, cfg, lr) if checkpoint is not None else ""
+    state = (checkpoints.load(checkpoint, fp, model, opt, batches.rng) if checkpoint is not None else None) or TrainingProgress()
+    before = state.seconds  # training time of earlier invocations of this run
+    if state.epoch:
+        log.info("%s: resuming after epoch %d from %s (best %d, %d epochs without improvement)", model.name, state.epoch, checkpoint, state.best_epoch, state.stale)
+        if cfg.progress:
+            say(f"{model.name}: resuming after epoch {state.epoch} (best epoch {state.best_epoch}) from {checkpoint}")
 
-    for epoch in range(1, cfg.epochs + 1):
+    while state.epoch < cfg.epochs and not (state.stale >= cfg.patience and state.epoch >= cfg.min_epochs):
+        epoch = state.epoch + 1
         t0 = time.perf_counter()
         model.train()
         total, n_batches, sums = 0.0, 0, {}
@@ -155,28 +170,31 @@ def train(model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: T
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{total / n_batches:.4f}")
-        epoch_seconds.append(time.perf_counter() - t0)
+        state.epoch_seconds.append(time.perf_counter() - t0)
         valid = validate()
-        row = {"epoch": epoch, "loss": total / max(1, n_batches), **{k: v / max(1, n_batches) for k, v in sums.items()}, **{f"valid_{k}": v for k, v in valid.items()}, "seconds": epoch_seconds[-1]}
-        history.append(row)
-        improved = valid[cfg.valid_metric] > best_score
+        row = {"epoch": epoch, "loss": total / max(1, n_batches), **{k: v / max(1, n_batches) for k, v in sums.items()}, **{f"valid_{k}": v for k, v in valid.items()}, "seconds": state.epoch_seconds[-1]}
+        state.history.append(row)
+        state.epoch = epoch
+        improved = valid[cfg.valid_metric] > state.best_score
         if improved:
-            best_score, best_epoch, best_valid, stale = valid[cfg.valid_metric], epoch, valid, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            state.best_score, state.best_epoch, state.best_valid, state.stale = valid[cfg.valid_metric], epoch, valid, 0
+            state.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
         else:
-            stale += 1
+            state.stale += 1
+        if checkpoint is not None:
+            state.seconds = before + time.perf_counter() - start
+            checkpoints.save(checkpoint, fp, state, model, opt, batches.rng)
         if cfg.progress:
             say(
                 f"{model.name} epoch {epoch:3d}  loss {row['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}"
-                f"  ({epoch_seconds[-1]:.1f}s){'  *' if improved else ''}"
+                f"  ({state.epoch_seconds[-1]:.1f}s){'  *' if improved else ''}"
             )
-        if stale >= cfg.patience and epoch >= cfg.min_epochs:
-            log.info("%s: early stop at epoch %d (best %d)", model.name, epoch, best_epoch)
-            break
-        if cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:
+        if state.stale >= cfg.patience and epoch >= cfg.min_epochs:
+            log.info("%s: early stop at epoch %d (best %d)", model.name, epoch, state.best_epoch)
+        elif cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:  # per invocation
             log.info("%s: time cap of %.1f min reached at epoch %d", model.name, cfg.max_minutes, epoch)
             break
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return TrainResult(best_epoch, best_valid, len(history), time.perf_counter() - start, epoch_seconds, history, lr)
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return TrainResult(state.best_epoch, state.best_valid, len(state.history), before + time.perf_counter() - start, state.epoch_seconds, state.history, lr)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,6 +109,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
 
     # the same command again resumes from DIR/runs: nothing is trained, the report is the same
     assert len(list((out / "runs").glob("*.pkl"))) == (7 + 4 + 1) * 2
+    assert not list((out / "runs").glob("*.checkpoint.pt"))  # training checkpoints go once their run is kept
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert again.returncode == 0, again.stderr[-3000:]
     assert "24 of 24 runs already in" in again.stderr and "0 to train" in again.stderr
@@ -133,6 +135,32 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     again = json.loads((out / "report.json").read_text())
     assert again["data_hash"] == report["data_hash"] and again["seeds"] == [1]
     assert again["table1"]["sasrec"]["per_seed"] == report["table1"]["sasrec"]["per_seed"][1:]
+
+
+@pytest.mark.slow
+def test_a_reproduction_killed_mid_run_goes_on_from_its_last_epoch(ml100k_file, isolated_home, tmp_path):
+    """SIGKILL while a run trains, then the same command: the run continues from its checkpoint (not from
+    epoch 1) and the report equals that of a reproduction never interrupted."""
+    cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "reproduce", "--input", str(ml100k_file), "--users", "60",
+           "--seeds", "1", "--epochs", "5", "--patience", "50", "--parts", "table1", "--models", "sasrec", "--set", "sasrec.d=16"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    whole = subprocess.run([*cmd, "--out", str(tmp_path / "whole")], capture_output=True, text=True, timeout=600, env=env)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 300
+    while not list((out / "runs").glob("*.checkpoint.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the reproduction ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "sasrec: resuming after epoch" in again.stdout and "sasrec epoch   1  loss" not in again.stdout
+    first, second = (json.loads((d / "report.json").read_text())["table1"]["sasrec"]["per_seed"] for d in (tmp_path / "whole", out))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    assert strip(second) == strip(first) and second[0]["epochs"] == 5
+    assert not list((out / "runs").glob("*.checkpoint.pt")) and not list((out / "runs").glob("*.lock"))
 
 
 def test_run_locks_are_taken_once_and_taken_over_from_dead_processes(tmp_path):

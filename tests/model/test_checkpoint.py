@@ -1,0 +1,141 @@
+"""Resumable training (model/checkpoint.py): a run interrupted after any epoch and started again ends with the
+weights, history and best epoch of the run that was never interrupted; checkpoints of other runs are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import registry
+from model.batching import FeatureView
+from model.checkpoint import CheckpointError
+from model.training import TrainConfig, seed_everything, train
+from tests.model.toy import toy_dataset, toy_stats
+
+DATA = toy_dataset(n_users=24, n_items=12, min_len=6, max_len=16, seed=3)
+STATS = toy_stats(DATA)
+# small and quick, each drawing on every random state a checkpoint must carry: dropout and diffusion noise
+# (torch), the batch order (the batches' generator), DiffRec's loss history (a non-persistent buffer that
+# switches its step sampling to importance sampling once full: 2 steps x 10 losses, reached in epoch 1)
+MODELS = {
+    "difflsrec": {"d": 16, "T": 20, "inference_steps": 2},
+    "sasrec": {"d": 16, "n_blocks": 1},
+    "gru4rec": {"d": 16, "hidden": 16},
+    "diffrec": {"steps": 2},
+}
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 4, "batch_size": 5, "device": "cpu", "progress": False, "seed": 7, "patience": 50, **kw})
+
+
+def _train(name: str, cfg: TrainConfig, checkpoint: Path | None = None):
+    seed_everything(cfg.seed)
+    model = registry.build(name, DATA.sequences.n_items, STATS, MODELS[name])
+    result = train(model, DATA, STATS, cfg, FeatureView.build(DATA, STATS), checkpoint=checkpoint)
+    return model, result
+
+
+def _without_seconds(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def _assert_same_run(a, b) -> None:
+    (model_a, res_a), (model_b, res_b) = a, b
+    for (name, x), (_, y) in zip(model_a.state_dict().items(), model_b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    for (name, x), (_, y) in zip(model_a.named_buffers(), model_b.named_buffers(), strict=True):
+        assert torch.equal(x, y), name
+    assert _without_seconds(res_a.history) == _without_seconds(res_b.history)
+    assert (res_a.best_epoch, res_a.best_valid, res_a.epochs_run) == (res_b.best_epoch, res_b.best_valid, res_b.epochs_run)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_an_interrupted_run_ends_as_the_uninterrupted_one(name, tmp_path):
+    whole = _train(name, _cfg(), tmp_path / "whole.pt")
+    ckpt = tmp_path / "ckpt.pt"
+    first = _train(name, _cfg(epochs=2), ckpt)  # "killed" after epoch 2: its checkpoint is all that is kept
+    assert first[1].epochs_run == 2 and ckpt.exists()
+    resumed = _train(name, _cfg(), ckpt)
+    _assert_same_run(resumed, whole)  # the best weights, the history (losses of epochs 3-4 included)
+    assert len(resumed[1].epoch_seconds) == 4  # the first invocation's epochs are still accounted for
+    # the last epoch's weights, Adam's moments and the random states agree too, not only the best epoch's
+    a, b = torch.load(ckpt, weights_only=True), torch.load(tmp_path / "whole.pt", weights_only=True)
+    for key in ("model", "buffers"):
+        assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+    for x, y in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"]) and a["rng"]["batches"] == b["rng"]["batches"]
+
+
+def test_a_finished_run_continues_under_a_larger_patience(tmp_path):
+    # patience 1 stops the toy run early; patience 50 from scratch and 1-then-50 resumed must agree
+    ckpt = tmp_path / "ckpt.pt"
+    short = _train("sasrec", _cfg(epochs=30, patience=1), ckpt)
+    assert short[1].epochs_run < 30
+    again = _train("sasrec", _cfg(epochs=30, patience=1), ckpt)  # the same command again: nothing left to do
+    _assert_same_run(again, short)
+    assert again[1].epochs_run == short[1].epochs_run
+    longer = _train("sasrec", _cfg(epochs=30, patience=50), ckpt)
+    assert longer[1].epochs_run == 30
+    _assert_same_run(longer, _train("sasrec", _cfg(epochs=30, patience=50)))
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    _train("sasrec", _cfg(epochs=1), ckpt)
+    with pytest.raises(CheckpointError, match="another run"):
+        _train("sasrec", _cfg(epochs=2, lr=0.01), ckpt)
+    with pytest.raises(CheckpointError, match="another run"):
+        _train("gru4rec", _cfg(epochs=2), ckpt)
+    with pytest.raises(CheckpointError, match="another run"):
+        _train("sasrec", _cfg(epochs=2, seed=8), ckpt)
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        _train("sasrec", _cfg(epochs=1), ckpt)
+
+
+def test_checkpoints_load_without_unpickling_objects(tmp_path):
+    # everything in it is a tensor or a plain value: torch.load(weights_only=True) reads it back
+    ckpt = tmp_path / "ckpt.pt"
+    _train("difflsrec", _cfg(epochs=1), ckpt)
+    payload = torch.load(ckpt, weights_only=True)
+    assert payload["fingerprint"] and payload["optimizer"]["state"]
+    assert not list(tmp_path.glob("*.tmp"))  # written to a temporary file and renamed
+
+
+def test_train_command_killed_mid_run_resumes(tmp_path, ml100k_file):
+    """The user's path: `difflsrec train` SIGKILLed after a few epochs, then the same command again, ends with
+    the test metrics of a run that was never interrupted."""
+    args = [
+        sys.executable, "-m", "difflsrec.cli", "--threads", "1", "train", "--input", str(ml100k_file), "--users", "150",
+        "--model", "sasrec", "--set", "d=16", "--set", "n_blocks=1", "--epochs", "6", "--patience", "50",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def run(out: Path) -> str:
+        done = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.splitlines()[-2]  # "test  {...}"
+
+    whole = run(tmp_path / "whole")
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    ckpt = out / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_after = json.loads(torch.load(ckpt, weights_only=True)["progress"])["epoch"]
+    assert 1 <= killed_after < 6 and not (out / "manifest.json").exists()  # it really died mid-run
+    assert run(out) == whole
