@@ -112,9 +112,11 @@ def run_benchmark(
     save_models: bool = True,
     tune_trials: int = 0,
     tune_epochs: int = 10,
+    checkpoints: bool = True,
 ) -> dict:
     """Train and test every model; with ``tune_trials`` each model first gets the same search budget on
-    validation (``tune_trials`` configurations of ``tune_epochs`` epochs, model/tuning.py)."""
+    validation (``tune_trials`` configurations of ``tune_epochs`` epochs, model/tuning.py). With
+    ``checkpoints`` each run's training state is kept in ``out/checkpoints/`` (model/checkpoint.py)."""
     from model.tuning import tune
 
     out = Path(out)
@@ -136,7 +138,10 @@ def run_benchmark(
             log.info("training %s (seed %d)", name, seed)
             cfg = dataclasses.replace(train_cfg, seed=seed)
             save_dir = out / "models" / name / f"seed{seed}" if save_models else None
-            runs.setdefault(name, []).append(train_and_test(name, data, stats, features, overrides.get(name, {}), cfg, ks, filter_seen, save_dir))
+            # kept after the run: the same command again goes on from an interrupted run's last epoch, and
+            # finds a finished run's best weights without training it again
+            checkpoint = out / "checkpoints" / f"{name}-seed{seed}.pt" if checkpoints else None
+            runs.setdefault(name, []).append(train_and_test(name, data, stats, features, overrides.get(name, {}), cfg, ks, filter_seen, save_dir, checkpoint=checkpoint))
             _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)  # partial results survive a crash
     return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)
 

@@ -157,7 +157,10 @@ def benchmark(
     tune_epochs: int = typer.Option(10, help="epochs per tuning configuration"),
     out: Path = typer.Option(..., help="output directory for results.json, results.md and model artifacts"),
 ) -> None:
-    """Train every model on the same split and compare them under full-catalogue ranking."""
+    """Train every model on the same split and compare them under full-catalogue ranking.
+
+    Each run's training state is kept in OUT/checkpoints/: the same command run again goes on from where an
+    interrupted run stopped, and evaluates finished runs from their best weights without training them again."""
     from model.benchmark import run_benchmark
 
     names = model_names(models)

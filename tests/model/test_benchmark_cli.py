@@ -50,6 +50,15 @@ def test_benchmark_end_to_end_on_ml100k(ml100k_file, isolated_home, tmp_path):
     assert 0.2 < results["test_targets_tied_in_time"] < 0.7
     assert tied_targets_sentence(results["test_targets_tied_in_time"]) in (out / "results.md").read_text()
 
+    # every trained run left its checkpoint: the same command again trains nothing and gives the same numbers
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(f"{m}-seed0.pt" for m in MODELS if m != "pop")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert " epoch   1  loss" not in again.stdout and again.stdout.count("resuming after epoch 1") == len(MODELS) - 1
+    rerun = json.loads((out / "results.json").read_text())["results"]
+    for name in MODELS:
+        assert {k: rerun[name][k] for k in ("HR@10", "NDCG@10", "MRR@10", "epochs", "best_epoch")} == {k: results["results"][name][k] for k in ("HR@10", "NDCG@10", "MRR@10", "epochs", "best_epoch")}
+
 
 def test_an_explicit_learning_rate_applies_to_every_model(ml100k_file, isolated_home, tmp_path):
     from model.batching import FeatureView
