@@ -139,3 +139,11 @@ def test_train_command_killed_mid_run_resumes(tmp_path, ml100k_file):
     killed_after = json.loads(torch.load(ckpt, weights_only=True)["progress"])["epoch"]
     assert 1 <= killed_after < 6 and not (out / "manifest.json").exists()  # it really died mid-run
     assert run(out) == whole
+
+    # the same OUT with another setting: refused in one line with what to do, and --no-resume starts over
+    other = subprocess.run([*args, "--out", str(out), "--lr", "0.01"], capture_output=True, text=True, env=env, timeout=600)
+    assert other.returncode == 1 and "is the checkpoint of another run" in other.stderr and "--no-resume" in other.stderr
+    assert "Traceback" not in other.stderr
+    fresh = subprocess.run([*args, "--out", str(out), "--lr", "0.01", "--epochs", "1", "--no-resume"], capture_output=True, text=True, env=env, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert json.loads(torch.load(ckpt, weights_only=True)["progress"])["epoch"] == 1
