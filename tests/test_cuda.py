@@ -117,3 +117,27 @@ def test_engine_on_cuda_serves_what_the_cpu_engine_serves(tiny_artifact_dir, fus
     for user in cpu_states:
         np.testing.assert_allclose(gpu_states[user].h, cpu_states[user].h, rtol=1e-4, atol=1e-5)
         assert gpu_states[user].history == cpu_states[user].history
+
+
+def test_a_run_resumed_on_cuda_ends_as_the_uninterrupted_one_and_moves_to_the_cpu(tmp_path):
+    """model/checkpoint.py on the GPU: the CUDA random states travel too (within float tolerance: some CUDA
+    backward kernels are not bit-deterministic), and a GPU run's checkpoint continues on the CPU."""
+    data, stats = _data()
+
+    def run(cfg: TrainConfig, checkpoint=None):
+        torch.manual_seed(0)
+        model = build("difflsrec", data.sequences.n_items, stats, TINY)
+        return model, train(model, data, stats, cfg, checkpoint=checkpoint)
+
+    cfg = TrainConfig(epochs=3, patience=50, progress=False, device="cuda", seed=0)
+    whole_model, whole = run(cfg)
+    ckpt = tmp_path / "ckpt.pt"
+    run(TrainConfig(epochs=2, patience=50, progress=False, device="cuda", seed=0), ckpt)
+    resumed_model, resumed = run(cfg, ckpt)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    for a, b in zip(resumed.history, whole.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    for (k, a), (_, b) in zip(resumed_model.state_dict().items(), whole_model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+    on_cpu_model, on_cpu = run(TrainConfig(epochs=4, patience=50, progress=False, device="cpu", seed=0), ckpt)
+    assert on_cpu.epochs_run == 4 and next(on_cpu_model.parameters()).device.type == "cpu"
