@@ -1,7 +1,9 @@
 """One retraining run: history -> prepared data -> DiffLSRec training (optionally warm-started from the
 live model) -> publication gate -> FAISS index -> atomic publication -> announcement on ``model-updates``.
 
-Any failure before the final rename leaves the live version and the registry exactly as they were.
+Any failure before the final rename leaves the live version and the registry exactly as they were. A job
+killed while training goes on from its last finished epoch when it runs again on the same history
+(``<registry>/.training/``, :func:`training_checkpoint`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import torch
 
 from bootstrap.gate import live_validation_ndcg
 from bootstrap.history import HistoryTable, read_files, read_topic
-from bootstrap.registry import Registry
+from bootstrap.registry import TRAINING_DIR, Registry
 from index import ItemIndex
 from model.artifact import Artifact, load_artifact, new_version, save_artifact
 from model.batching import FeatureView
 from model.benchmark import fit_features
+from model.checkpoint import CheckpointError
 from model.data.dataset import PreparedDataset, Split
 from model.data.formats import ReadOptions
 from model.data.prepare import PrepareOptions, prepare
@@ -116,6 +119,21 @@ def warm_start(model, live: Artifact, item_ids) -> int:
     return carried
 
 
+def training_checkpoint(registry: Registry, data_hash: str, live_version: str | None) -> Path:
+    """Where this retraining keeps its state after every epoch (model/checkpoint.py): a job killed while
+    training (a restart, a node drain) goes on from its last finished epoch when it runs again on the same
+    history from the same live version, instead of starting over. The checkpoints of any other retraining
+    are obsolete (their history or starting point is gone) and removed."""
+    folder = registry.root / TRAINING_DIR
+    path = folder / f"{data_hash[:24]}-{live_version or 'cold'}.pt"
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if old != path and old.is_file():
+                log.info("removing an obsolete training checkpoint %s", old)
+                old.unlink(missing_ok=True)
+    return path
+
+
 def build_index(model, item_ids, kind: str) -> ItemIndex:
     with torch.no_grad():
         table = model.item_embeddings().detach().cpu().float().numpy()
@@ -136,7 +154,14 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
     live = load_artifact(live_path) if live_path else None
     if live is not None and opts.warm_start and live.model.name == model.name:
         metrics["warm_started_items"] = warm_start(model, live, seq.item_ids)
-    result = train(model, data, stats, opts.train, FeatureView.build(data, stats))
+    checkpoint = training_checkpoint(registry, data.hash, live.version if live is not None else None)
+    features = FeatureView.build(data, stats)
+    try:
+        result = train(model, data, stats, opts.train, features, checkpoint=checkpoint)
+    except CheckpointError as error:  # this retraining under other options (or an unreadable file): not ours
+        log.warning("discarding the training checkpoint %s: %s", checkpoint, error)
+        checkpoint.unlink(missing_ok=True)
+        result = train(model, data, stats, opts.train, features, checkpoint=checkpoint)  # nothing was loaded: a fresh start
     model.cpu().eval()
     metrics.update({f"valid_{k}": v for k, v in result.best_valid.items()}, best_epoch=result.best_epoch, epochs=result.epochs_run)
     if live is not None:
@@ -145,6 +170,7 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
         if metrics["valid_NDCG@10"] < metrics["live_NDCG@10"] - opts.margin:
             reason = f"validation NDCG@10 {metrics['valid_NDCG@10']:.4f} is below the live {live.version}'s {metrics['live_NDCG@10']:.4f} by more than {opts.margin}"
             log.warning("refusing to publish: %s", reason)
+            checkpoint.unlink(missing_ok=True)
             return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)
 
     version = new_version()
@@ -154,6 +180,7 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
         build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
 
     path = registry.publish(version, write)
+    checkpoint.unlink(missing_ok=True)  # published: a rerun retrains on whatever history it then finds
     if opts.announce and bootstrap_servers:
         announce(bootstrap_servers, updates_topic, version, path, metrics)
     return BootstrapReport(True, version, "ok", metrics, time.perf_counter() - started, str(path))

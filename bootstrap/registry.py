@@ -3,6 +3,8 @@
     <registry>/versions/<version>/   a complete artifact (model/artifact.py) plus index/ (FAISS)
     <registry>/LATEST                the live version's name, one line
     <registry>/.staging-*            versions being written; never read, removed by the next publisher
+    <registry>/.training/            the state of a retraining in progress (bootstrap/job.py), so that a job
+                                     killed while training goes on from its last epoch
 
 A version is written into a staging directory on the same filesystem, every file and the directory are
 fsynced, then the directory is renamed into ``versions/`` (atomic) and ``LATEST`` is replaced by writing a
@@ -21,6 +23,7 @@ from pathlib import Path
 LATEST = "LATEST"
 VERSIONS = "versions"
 STAGING_PREFIX = ".staging-"
+TRAINING_DIR = ".training"
 
 
 class RegistryError(RuntimeError):

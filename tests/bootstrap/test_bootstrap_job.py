@@ -140,3 +140,51 @@ def test_bootstrap_reads_amazon_2023_items_by_the_item_key_it_is_given(ml100k_fi
     assert report.published, report.reason
     items = load_artifact(Path(report.path)).item_ids[1:]
     assert items and all(item.startswith("V") for item in items)
+
+
+def test_bootstrap_killed_while_training_goes_on_from_its_last_epoch(small_history, tmp_path):
+    """SIGKILL the real `difflsrec bootstrap` after its first epochs; the same command again resumes (no
+    epoch 1) and publishes the model an uninterrupted job publishes."""
+    env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+
+    def cmd(root: Path) -> list[str]:
+        args = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "bootstrap", "--input", str(small_history), "--epochs", "5",
+                "--patience", "50", "--registry", str(root), "--no-announce"]  # fmt: skip
+        return args + [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
+
+    whole = subprocess.run(cmd(tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    root = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(root), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((root / ".training").glob("*.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    proc.kill()
+    proc.wait()
+    assert Registry(root).latest() is None  # it died before publishing
+    again = subprocess.run(cmd(root), env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "difflsrec: resuming after epoch" in again.stdout and "difflsrec epoch   1  loss" not in again.stdout
+    published = [load_artifact(Registry(r).latest_path()).manifest["metrics"] for r in (tmp_path / "whole", root)]
+    assert published[0]["valid_NDCG@10"] == published[1]["valid_NDCG@10"] and published[0]["epochs"] == published[1]["epochs"] == 5
+    assert not list((root / ".training").iterdir())  # published: the checkpoint is gone
+
+
+def test_obsolete_or_foreign_training_checkpoints_never_stop_a_retraining(small_history, tmp_path, caplog):
+    import logging
+
+    from bootstrap.job import training_checkpoint
+
+    caplog.set_level(logging.INFO, logger="bootstrap.job")
+
+    reg = Registry(tmp_path / "registry")
+    first = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
+    ours = training_checkpoint(reg, first.metrics["data_hash"], first.version)  # the next run's path
+    ours.write_bytes(b"left by a crashed disk, or by another version of this code")
+    obsolete = ours.with_name("0123456789abcdef01234567-cold.pt")
+    obsolete.write_bytes(b"another history's retraining")
+    second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
+    assert second.published and not ours.exists() and not obsolete.exists()
+    assert f"removing an obsolete training checkpoint {obsolete}" in caplog.text
+    assert f"discarding the training checkpoint {ours}: cannot read" in caplog.text  # then trained from scratch
