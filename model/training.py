@@ -104,6 +104,32 @@ class TrainResult:
         return asdict(self)
 
 
+def time_left(state: TrainingProgress, cfg: TrainConfig, elapsed: float) -> str:
+    """How long this run may still take, as a range: early stopping ends it after ``patience - stale`` more
+    epochs if none improves (each better epoch pushes that back), the epoch cap or ``max_minutes`` (``elapsed``
+    seconds of it spent) at the latest. Epoch time: the median of the last five epochs."""
+    stops_now = state.stale >= cfg.patience and state.epoch >= cfg.min_epochs
+    capped = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
+    if stops_now or capped or state.epoch >= cfg.epochs:
+        return "done"
+    per_epoch = float(np.median(state.epoch_seconds[-5:]))
+    latest = (cfg.epochs - state.epoch) * per_epoch
+    if cfg.max_minutes is not None:
+        latest = min(latest, 60 * cfg.max_minutes - elapsed + per_epoch)  # it stops after the epoch that crosses the cap
+    earliest = min(latest, max(cfg.patience - state.stale, cfg.min_epochs - state.epoch) * per_epoch)
+    if earliest >= latest:
+        return f"left {_duration(latest)}"
+    return f"left {_duration(earliest)} (no better epoch) to {_duration(latest)} (cap)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -187,7 +213,7 @@ def train(
         if cfg.progress:
             say(
                 f"{model.name} epoch {epoch:3d}  loss {row['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}"
-                f"  ({state.epoch_seconds[-1]:.1f}s){'  *' if improved else ''}"
+                f"  ({state.epoch_seconds[-1]:.1f}s){'  *' if improved else '   '}  {time_left(state, cfg, time.perf_counter() - start)}"
             )
         if state.stale >= cfg.patience and epoch >= cfg.min_epochs:
             log.info("%s: early stop at epoch %d (best %d)", model.name, epoch, state.best_epoch)

@@ -147,3 +147,16 @@ def test_train_command_killed_mid_run_resumes(tmp_path, ml100k_file):
     fresh = subprocess.run([*args, "--out", str(out), "--lr", "0.01", "--epochs", "1", "--no-resume"], capture_output=True, text=True, env=env, timeout=600)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert json.loads(torch.load(ckpt, weights_only=True)["progress"])["epoch"] == 1
+
+
+def test_time_left_ranges_from_an_early_stop_to_the_cap():
+    from model.checkpoint import TrainingProgress
+    from model.training import time_left
+
+    run = TrainingProgress(epoch=30, stale=3, epoch_seconds=[10.0] * 25 + [140.0] * 5)  # the last five epochs set the pace
+    assert time_left(run, TrainConfig(epochs=200, patience=20), 0) == "left 40min (no better epoch) to 6.6h (cap)"
+    assert time_left(run, TrainConfig(epochs=200, patience=20, max_minutes=80), 4000) == "left 16min"  # 800 s + the epoch crossing it
+    assert time_left(run, TrainConfig(epochs=200, patience=20, max_minutes=60), 4000) == "done"
+    assert time_left(run, TrainConfig(epochs=30), 0) == "done"
+    assert time_left(TrainingProgress(epoch=30, stale=20, epoch_seconds=[1.0]), TrainConfig(patience=20), 0) == "done"
+    assert time_left(TrainingProgress(epoch=5, stale=5, epoch_seconds=[1.0]), TrainConfig(patience=5, min_epochs=30), 0) == "left 25s (no better epoch) to 3min (cap)"
