@@ -20,6 +20,7 @@ from bootstrap.registry import Registry
 from index import ItemIndex
 from model.artifact import load_artifact
 from model.training import TrainConfig
+from tests.processes import kill_when
 
 TINY = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
 
@@ -156,12 +157,7 @@ def test_bootstrap_killed_while_training_goes_on_from_its_last_epoch(small_histo
     assert whole.returncode == 0, whole.stderr[-2000:]
     root = tmp_path / "killed"
     proc = subprocess.Popen(cmd(root), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list((root / ".training").glob("*.pt")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the job ended before it could be killed"
-    proc.kill()
-    proc.wait()
+    kill_when(proc, lambda: bool(list((root / ".training").glob("*.pt"))))
     assert Registry(root).latest() is None  # it died before publishing
     again = subprocess.run(cmd(root), env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from model.batching import FeatureView
 from model.checkpoint import CheckpointError
 from model.training import TrainConfig, seed_everything, train
 from tests.model.toy import toy_dataset, toy_stats
+from tests.processes import kill_when
 
 DATA = toy_dataset(n_users=24, n_items=12, min_len=6, max_len=16, seed=3)
 STATS = toy_stats(DATA)
@@ -130,12 +129,7 @@ def test_train_command_killed_mid_run_resumes(tmp_path, ml100k_file):
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     ckpt = out / "checkpoint.pt"
-    deadline = time.monotonic() + 300
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(proc, ckpt.exists)
     killed_after = json.loads(torch.load(ckpt, weights_only=True)["progress"])["epoch"]
     assert 1 <= killed_after < 6 and not (out / "manifest.json").exists()  # it really died mid-run
     assert run(out) == whole

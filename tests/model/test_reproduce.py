@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from model.reproduce import ABLATION, ReproduceSpec, claims, improvement, plan
+from tests.processes import kill_when
 
 
 def test_plan_shares_identical_runs():
@@ -148,12 +148,7 @@ def test_a_reproduction_killed_mid_run_goes_on_from_its_last_epoch(ml100k_file, 
     assert whole.returncode == 0, whole.stderr[-2000:]
     out = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 300
-    while not list((out / "runs").glob("*.checkpoint.pt")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the reproduction ended before it could be killed"
-    proc.kill()
-    proc.wait()
+    kill_when(proc, lambda: bool(list((out / "runs").glob("*.checkpoint.pt"))))
     again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "sasrec: resuming after epoch" in again.stdout and "sasrec epoch   1  loss" not in again.stdout
