@@ -79,6 +79,10 @@ class TrainConfig:
         if self.device != "auto":
             parse_device(self.device)  # a typo fails here, not after the data is prepared
 
+    def stops(self, state: TrainingProgress) -> bool:
+        """Early stopping: ``patience`` epochs without a better validation score, not before ``min_epochs``."""
+        return state.stale >= self.patience and state.epoch >= self.min_epochs
+
     def batches(self, data: PreparedDataset, features: FeatureView, model: Recommender) -> TrainBatches:
         """The training batches this configuration gives ``model`` (the trainer's and the benchmarks')."""
         budget = self.batch_token_budget(model.n_items)
@@ -108,9 +112,8 @@ def time_left(state: TrainingProgress, cfg: TrainConfig, elapsed: float) -> str:
     """How long this run may still take, as a range: early stopping ends it after ``patience - stale`` more
     epochs if none improves (each better epoch pushes that back), the epoch cap or ``max_minutes`` (``elapsed``
     seconds of it spent) at the latest. Epoch time: the median of the last five epochs."""
-    stops_now = state.stale >= cfg.patience and state.epoch >= cfg.min_epochs
     capped = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
-    if stops_now or capped or state.epoch >= cfg.epochs:
+    if cfg.stops(state) or capped or state.epoch >= cfg.epochs:
         return "done"
     per_epoch = float(np.median(state.epoch_seconds[-5:]))
     latest = (cfg.epochs - state.epoch) * per_epoch
@@ -163,15 +166,17 @@ def train(
     per_user = model.loss_unit == "user"
     # the loss units a batch of batch_size random users holds on average: the scale's denominator
     units_per_random_batch = cfg.batch_size * (1.0 if per_user else batches.n_targets / max(1, len(batches.users)))
-    fp = checkpoints.fingerprint(model, data.hash, cfg, lr) if checkpoint is not None else ""
-    state = (checkpoints.load(checkpoint, fp, model, opt, batches.rng) if checkpoint is not None else None) or TrainingProgress()
+    state, fp = TrainingProgress(), ""
+    if checkpoint is not None:
+        fp = checkpoints.fingerprint(model, data.hash, cfg, lr)
+        state = checkpoints.load(checkpoint, fp, model, opt, batches.rng) or state
     before = state.seconds  # training time of earlier invocations of this run
     if state.epoch:
         log.info("%s: resuming after epoch %d from %s (best %d, %d epochs without improvement)", model.name, state.epoch, checkpoint, state.best_epoch, state.stale)
         if cfg.progress:
             say(f"{model.name}: resuming after epoch {state.epoch} (best epoch {state.best_epoch}) from {checkpoint}")
 
-    while state.epoch < cfg.epochs and not (state.stale >= cfg.patience and state.epoch >= cfg.min_epochs):
+    while state.epoch < cfg.epochs and not cfg.stops(state):
         epoch = state.epoch + 1
         t0 = time.perf_counter()
         model.train()
@@ -215,7 +220,7 @@ def train(
                 f"{model.name} epoch {epoch:3d}  loss {row['loss']:.4f}  valid HR@10 {valid['HR@10']:.4f}  NDCG@10 {valid['NDCG@10']:.4f}"
                 f"  ({state.epoch_seconds[-1]:.1f}s){'  *' if improved else '   '}  {time_left(state, cfg, time.perf_counter() - start)}"
             )
-        if state.stale >= cfg.patience and epoch >= cfg.min_epochs:
+        if cfg.stops(state):
             log.info("%s: early stop at epoch %d (best %d)", model.name, epoch, state.best_epoch)
         elif cfg.max_minutes is not None and time.perf_counter() - start > 60 * cfg.max_minutes:  # per invocation
             log.info("%s: time cap of %.1f min reached at epoch %d", model.name, cfg.max_minutes, epoch)
