@@ -61,10 +61,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def _hint(error: BaseException) -> str:
+    from model.checkpoint import CheckpointError
+
     # by name: kafka-python and aiokafka each define these classes
     if type(error).__name__ in ("KafkaConnectionError", "KafkaTimeoutError", "NoBrokersAvailable"):
         return "no Kafka broker answers: start one with `difflsrec kafka start`, or point KAFKA_BOOTSTRAP_SERVERS at yours"
-    if type(error).__name__ == "CheckpointError":
+    if isinstance(error, CheckpointError):
         return "`difflsrec train --no-resume` starts that run over; for `benchmark` and `reproduce` use a new --out"
     return ""
 
