@@ -8,8 +8,8 @@
 Every number is given under full-catalogue ranking (the honest protocol) and, beside it, under the sampled
 protocol (target among 100 random unseen items), so a reader can see how far sampled numbers such as the
 paper's are from full-ranking ones. Runs shared between parts (the full model, K = its default size) are
-trained once. Results are rewritten after every run, and each finished run is kept in ``DIR/runs/`` under a
-hash of everything that determines it (data, model, overrides, seed, training settings), so rerunning the same
+trained once. Results are rewritten after every run, and each finished run is kept in ``DIR/runs/<hash>.npz`` (nothing
+pickled: ``model.run_file``) under a hash of everything that determines it (data, model, overrides, seed, training settings), so rerunning the same
 command resumes where it stopped; a run interrupted mid-way goes on from its last finished epoch (its training
 checkpoint, ``DIR/runs/<hash>.checkpoint.pt``, deleted once the run is kept). Several invocations on the same ``--out`` (e.g. the same command once per
 core or GPU, or with different ``--parts`` / ``--models``) share the work: each run is claimed with a lock
@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import socket
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ from model.benchmark import train_and_test as _train_and_test
 from model.data.dataset import PreparedDataset
 from model.data.prepare import tied_target_share, tied_targets_sentence
 from model.registry import get, make_config
+from model.run_file import SUFFIX as RUN_SUFFIX
+from model.run_file import RunFileError, load_run, save_run
 from model.training import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     started = time.perf_counter()
     cache = out / "runs"
     cache.mkdir(exist_ok=True)
-    paths = {key: cache / f"{run_id(r, data, spec)}.pkl" for key, r in unique.items()}
+    paths = {key: cache / f"{run_id(r, data, spec)}{RUN_SUFFIX}" for key, r in unique.items()}
     _reload(paths, done)
     if done:
         log.info("reproduce: %d of %d runs already in %s, %d to train", len(done), len(unique), cache, len(unique) - len(done))
@@ -134,7 +135,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
             # a run killed mid-way goes on from its last finished epoch when the command is run again
             checkpoint = path.with_suffix(".checkpoint.pt")
             done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives, checkpoint=checkpoint)
-            _save_run(done[r.key], path)
+            save_run(done[r.key], path)
             checkpoint.unlink(missing_ok=True)  # the run file is the result; its training state is not needed
         finally:
             path.with_suffix(".lock").unlink(missing_ok=True)
@@ -215,18 +216,14 @@ def _stale(lock: Path) -> bool:
     return False
 
 
-def _save_run(run: ModelRun, path: Path) -> None:
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(pickle.dumps(run))
-    tmp.replace(path)  # atomic: a reader never sees half a run
-
-
 def _load_run(path: Path) -> ModelRun | None:
     if not path.exists():
+        if path.with_suffix(".pkl").exists():  # written before run files were npz: never unpickled
+            log.warning("reproduce: %s is a run file of an older version (a pickle, not read): its run is trained again", path.with_suffix(".pkl"))
         return None
     try:
-        return pickle.loads(path.read_bytes())
-    except Exception as e:  # a run file from an incompatible version: train it again rather than fail
+        return load_run(path)
+    except RunFileError as e:  # a run file from an incompatible version: train it again rather than fail
         log.warning("reproduce: ignoring unreadable run %s (%s)", path, e)
         return None
 

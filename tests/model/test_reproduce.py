@@ -108,7 +108,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
     # the same command again resumes from DIR/runs: nothing is trained, the report is the same
-    assert len(list((out / "runs").glob("*.pkl"))) == (7 + 4 + 1) * 2
+    assert len(list((out / "runs").glob("*.npz"))) == (7 + 4 + 1) * 2
     assert not list((out / "runs").glob("*.checkpoint.pt"))  # training checkpoints go once their run is kept
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert again.returncode == 0, again.stderr[-3000:]
@@ -163,7 +163,7 @@ def test_run_locks_are_taken_once_and_taken_over_from_dead_processes(tmp_path):
 
     from model.reproduce import _claim
 
-    run = tmp_path / "abc.pkl"
+    run = tmp_path / "abc.npz"
     assert _claim(run)
     assert run.with_suffix(".lock").read_text() == f"{os.getpid()} {socket.gethostname()}"
     assert not _claim(run)  # held by a live process (this one)
