@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from difflsrec.files import write_atomic
 
 INDEX_FILE = "items.faiss"
 IDS_FILE = "item_ids.json"
@@ -43,13 +44,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # write-then-rename so an existing file is never observed half-written
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_index_dir(
     directory: Path, index_bytes: bytes, item_ids: list[str], dense_ids: list[int], manifest: dict[str, Any]
 ) -> None:
@@ -58,13 +52,13 @@ def write_index_dir(
     ids_bytes = json.dumps({"item_ids": item_ids, "dense_ids": dense_ids}).encode()
     files = {INDEX_FILE: index_bytes, IDS_FILE: ids_bytes}
     for name, data in files.items():
-        _write_atomic(directory / name, data)
+        write_atomic(directory / name, data)
     full = {
         "format": FORMAT_VERSION,
         **manifest,
         "files": {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in files.items()},
     }
-    _write_atomic(directory / MANIFEST_FILE, json.dumps(full, indent=2, sort_keys=True).encode())
+    write_atomic(directory / MANIFEST_FILE, json.dumps(full, indent=2, sort_keys=True).encode())
 
 
 def _read(path: Path) -> bytes:

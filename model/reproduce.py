@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from difflsrec.files import write_atomic
 from difflsrec.progress import progress
 from model.batching import FeatureView
 from model.benchmark import KEY_METRICS, ModelRun, fit_features, paired_over_seeds, summarise
@@ -322,19 +323,13 @@ def _public(row: dict) -> dict:
 
 
 def write_report(report: dict, out: Path) -> None:
-    _write_atomic(out / "report.json", json.dumps(report, indent=2))
-    _write_atomic(out / "report.md", to_markdown(report))
+    # invocations sharing a DIR may write the report at the same moment: each write is whole or absent
+    write_atomic(out / "report.json", json.dumps(report, indent=2))
+    write_atomic(out / "report.md", to_markdown(report))
     if report.get("ablation"):
         _bar_plot(report["ablation"], "Ablation (full ranking)", out / "ablation.png")
     if report.get("embedding_size"):
         _k_plot(report["embedding_size"], out / "embedding_size.png")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Invocations sharing a DIR may write the report at the same moment: each write is whole or absent."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _table(rows: dict, protocol: str) -> list[str]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from difflsrec.files import write_atomic
 from model.benchmark import ModelRun
 from model.evaluation import EvalResult
 
@@ -43,23 +43,19 @@ def save_run(run: ModelRun, path: Path) -> None:
     arrays["meta"] = np.frombuffer(json.dumps(meta, default=_plain).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path = Path(path)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_run(path: Path) -> ModelRun:
     try:
         with np.load(Path(path), allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes())
-            if meta.get("format") != FORMAT:
-                raise RunFileError(f"{path}: run file format {meta.get('format')!r}, this code reads {FORMAT}")
-            results = {part: _get(z, part, names) for part, names in meta["metrics"].items()}
+            known = meta.get("format") == FORMAT
+            results = {part: _get(z, part, names) for part, names in meta["metrics"].items()} if known else {}
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:  # JSON errors are ValueErrors
-        if isinstance(error, RunFileError):
-            raise
         raise RunFileError(f"{path}: not a readable run file ({type(error).__name__}: {error})") from error
+    if not known:
+        raise RunFileError(f"{path}: run file format {meta.get('format')!r}, this code reads {FORMAT}")
     return ModelRun(
         meta["model"], meta["seed"], results["test"], meta["valid"], meta["best_epoch"], meta["epochs"], meta["train_seconds"],
         meta["epoch_seconds"], meta["config"], meta["history"], results.get("test_sampled"),

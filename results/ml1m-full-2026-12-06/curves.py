@@ -7,6 +7,7 @@ Runs still training are read from their checkpoints (``<id>.checkpoint.pt``: his
 and no model name: labelled by the run id).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -16,8 +17,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import json  # noqa: E402
 
 import torch  # noqa: E402
 
