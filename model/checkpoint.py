@@ -69,6 +69,7 @@ def save(path: Path, fp: str, state: TrainingProgress, model: torch.nn.Module, o
     payload = {
         "format": FORMAT,
         "fingerprint": fp,
+        "model_name": model.name,  # for describe(): the fingerprint hashes the name but cannot be read back
         "progress": json.dumps(meta, default=float),  # metrics may be NumPy scalars: JSON keeps plain values
         "model": {k: v.detach().cpu() for k, v in persistent.items()},
         "buffers": {k: v.detach().cpu() for k, v in model.named_buffers() if k not in persistent},
@@ -108,6 +109,21 @@ def load(path: Path, fp: str, model: torch.nn.Module, opt: torch.optim.Optimizer
     _set_rng_state(payload["rng"], batch_rng)
     meta = json.loads(payload["progress"])
     return TrainingProgress(**meta, best_state=payload["best_state"])
+
+
+def describe(path: Path) -> dict:
+    """Where the run of the checkpoint at ``path`` stands, without a model to load it into: ``model`` (None
+    in checkpoints written before 2026-12-06, which did not record it), ``epoch``, ``best_epoch``,
+    ``best_score``, ``stale``, ``seconds`` and the per-epoch ``history``. Raises :class:`CheckpointError`."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read the training checkpoint {path} ({e})") from e
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {FORMAT}")
+    meta = json.loads(payload["progress"])
+    keep = ("epoch", "best_epoch", "best_score", "stale", "seconds", "history")
+    return {"model": payload.get("model_name"), "fingerprint": payload["fingerprint"], **{k: meta[k] for k in keep}}
 
 
 def _rng_state(batch_rng: np.random.Generator) -> dict:

@@ -3,11 +3,10 @@ marked; also prints each run's best validation, test NDCG@10 / HR@10, epochs and
 
     .venv/bin/python results/ml1m-full-2026-12-06/curves.py runs/repro1m-full [OUT.png]   # from the repo root
 
-Runs still training are read from their checkpoints (``<id>.checkpoint.pt``: history only, no test numbers,
-and no model name: labelled by the run id).
+Runs still training are read from their checkpoints (``<id>.checkpoint.pt``: history only, no test numbers;
+checkpoints written before the model name was recorded are labelled by the run id).
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import torch  # noqa: E402
-
+from model.checkpoint import describe  # noqa: E402
 from model.run_file import load_run  # noqa: E402
 
 directory = Path(sys.argv[1])
@@ -30,8 +28,9 @@ for path in sorted(directory.glob("runs/*.npz")):
     m = r.test.mean()
     curves.append((r.model, r.seed, r.history, r.best_epoch, f"test NDCG@10 {m['NDCG@10']:.4f} HR@10 {m['HR@10']:.4f}", r.train_seconds))
 for path in sorted(directory.glob("runs/*.checkpoint.pt")):
-    progress = json.loads(torch.load(path, map_location="cpu", weights_only=True)["progress"])  # a checkpoint names no model
-    curves.append((f"in training {path.name[:8]}", -1, progress["history"], progress["best_epoch"], f"epoch {progress['epoch']}", progress["seconds"]))
+    d = describe(path)
+    name = f"{d['model']} in training" if d["model"] else f"in training {path.name[:8]}"
+    curves.append((name, -1, d["history"], d["best_epoch"], f"epoch {d['epoch']}", d["seconds"]))
 colors = {}
 fig, ax = plt.subplots(figsize=(8, 5))
 for model, seed, history, best, note, seconds in sorted(curves, key=lambda c: (c[0], c[1])):

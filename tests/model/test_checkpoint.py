@@ -14,7 +14,7 @@ import torch
 
 from model import registry
 from model.batching import FeatureView
-from model.checkpoint import CheckpointError
+from model.checkpoint import CheckpointError, describe
 from model.training import TrainConfig, seed_everything, train
 from tests.model.toy import toy_dataset, toy_stats
 from tests.processes import kill_when
@@ -109,6 +109,18 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path):
     payload = torch.load(ckpt, weights_only=True)
     assert payload["fingerprint"] and payload["optimizer"]["state"]
     assert not list(tmp_path.glob("*.tmp"))  # written to a temporary file and renamed
+
+
+def test_describe_reads_a_checkpoint_without_its_model(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    _, result = _train("gru4rec", _cfg(epochs=3), ckpt)
+    d = describe(ckpt)
+    assert d["model"] == "gru4rec" and d["epoch"] == 3 and d["best_epoch"] == result.best_epoch
+    assert _without_seconds(d["history"]) == _without_seconds(result.history)
+    assert d["best_score"] == pytest.approx(max(row["valid_NDCG@10"] for row in result.history))
+    ckpt.write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        describe(ckpt)
 
 
 def test_train_command_killed_mid_run_resumes(tmp_path, ml100k_file):
