@@ -33,8 +33,15 @@ import numpy as np
 from difflsrec.files import write_atomic
 from difflsrec.progress import progress
 from model.batching import FeatureView
-from model.benchmark import KEY_METRICS, ModelRun, fit_features, paired_over_seeds, summarise
+from model.benchmark import (
+    KEY_METRICS,
+    ModelRun,
+    fit_features,
+    paired_over_seeds,
+    summarise,
+)
 from model.benchmark import train_and_test as _train_and_test
+from model.checkpoint import CheckpointError, describe
 from model.data.dataset import PreparedDataset
 from model.data.prepare import tied_target_share, tied_targets_sentence
 from model.registry import get, make_config
@@ -141,15 +148,38 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
         finally:
             path.with_suffix(".lock").unlink(missing_ok=True)
         _reload(paths, done)
-        write_report(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), out)
+        write_report(_with_pending(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), unique, done, paths), out)
     bar.close()
     _reload(paths, done)
     missing = [r for r in elsewhere if r.key not in done]
     if missing:
         log.info("reproduce: %d runs are still being trained by other invocations (%s); the last one to finish writes the full report",
                  len(missing), ", ".join(r.label for r in missing))
-    report = build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started)
+    report = _with_pending(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), unique, done, paths)
     write_report(report, out)
+    return report
+
+
+def _with_pending(report: dict, unique: dict[str, Run], done: dict, paths: dict[str, Path]) -> dict:
+    """List the runs the report lacks (so that a table with fewer seeds says why), each with where its
+    training stands when a checkpoint of it is in DIR/runs (an interrupted run, or one another invocation is
+    training)."""
+    pending = []
+    for key, r in unique.items():
+        if key in done:
+            continue
+        entry: dict = {"run": r.label, "model": r.model, "overrides": r.overrides, "seed": r.seed}
+        checkpoint = paths[key].with_suffix(".checkpoint.pt")
+        if checkpoint.exists():
+            try:
+                d = describe(checkpoint)
+            except CheckpointError as error:
+                entry["checkpoint_error"] = str(error)
+            else:
+                entry.update(epoch=d["epoch"], best_epoch=d["best_epoch"], best_valid_NDCG10=d["best_score"], train_seconds=d["seconds"])
+        entry["training"] = paths[key].with_suffix(".lock").exists() and not _stale(paths[key].with_suffix(".lock"))
+        pending.append(entry)
+    report["pending"] = pending
     return report
 
 
@@ -380,7 +410,26 @@ def to_markdown(report: dict) -> str:
             ]
     if "embedding_size" in report:
         lines += ["## Embedding size K (Fig. 2), full ranking", ""] + _table(report["embedding_size"], "full") + ["", "![embedding size](embedding_size.png)", ""]
+    lines += _pending_lines(report.get("pending", []))
     return "\n".join(lines)
+
+
+def _pending_lines(pending: list[dict]) -> list[str]:
+    if not pending:
+        return []
+    lines = [f"## Not in this report ({len(pending)} runs)", "", "| run | state | epochs done | best validation NDCG@10 (epoch) |", "|---|---|---|---|"]
+    for p in pending:
+        if "checkpoint_error" in p:
+            state = f"unreadable checkpoint: {p['checkpoint_error']}"
+        elif p["training"]:
+            state = "training now (by another invocation)"
+        elif "epoch" in p:
+            state = "interrupted: the same command resumes it"
+        else:
+            state = "not started"
+        done, best = (str(p["epoch"]), f"{p['best_valid_NDCG10']:.4f} ({p['best_epoch']})") if "epoch" in p else ("", "")
+        lines.append(f"| {p['run']} | {state} | {done} | {best} |")
+    return lines + [""]
 
 
 def _tests_table(tests: dict[str, dict]) -> list[str]:

@@ -102,6 +102,7 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert set(report["ablation_tests"]) == set(ABLATION) - {"DiffLSRec"}
     md = (out / "report.md").read_text()
     assert "Table 1 — full protocol" in md and "Improvement" in md
+    assert report["pending"] == [] and "Not in this report" not in md
     assert 0.0 <= report["test_targets_tied_in_time"] <= 1.0 and "of the test targets share their timestamp" in md
     assert report["train_seconds_total"] > 0 and "min of training in all" in md
     for png in ("ablation.png", "embedding_size.png"):
@@ -122,7 +123,13 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     partial = subprocess.run([*cmd, "--seeds", "3", "--no-train"], capture_output=True, text=True, timeout=600)
     assert partial.returncode == 0, partial.stderr[-3000:]
     assert "reporting without 12 runs" in partial.stderr and " epoch   1  loss" not in partial.stdout
-    assert len(json.loads((out / "report.json").read_text())["table1"]["sasrec"]["per_seed"]) == 2
+    partial_report = json.loads((out / "report.json").read_text())
+    assert len(partial_report["table1"]["sasrec"]["per_seed"]) == 2
+    # the report names what it lacks: seed 2 of every configuration, none of them started
+    pending = partial_report["pending"]
+    assert {p["model"] for p in pending} >= set(report["table1"]) and len({p["run"] for p in pending}) == 12
+    assert len(pending) == 12 and all(p["seed"] == 2 and not p["training"] and "epoch" not in p for p in pending)
+    assert "## Not in this report (12 runs)" in (out / "report.md").read_text() and "| sasrec seed 2 | not started |" in (out / "report.md").read_text()
 
     # --seed draws the --users subset too: seed 1 alone is other users (nothing cached); with --subset-seed 0
     # it is the same data, and the seed-1 runs trained above are found
@@ -149,6 +156,12 @@ def test_a_reproduction_killed_mid_run_goes_on_from_its_last_epoch(ml100k_file, 
     out = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     kill_when(proc, lambda: bool(list((out / "runs").glob("*.checkpoint.pt"))))
+    # a report made meanwhile says where the killed run stands (its checkpoint), and that nothing trains it
+    peek = subprocess.run([*cmd, "--out", str(out), "--no-train"], capture_output=True, text=True, timeout=600, env=env)
+    assert peek.returncode == 0, peek.stderr[-2000:]
+    [pending] = json.loads((out / "report.json").read_text())["pending"]
+    assert pending["model"] == "sasrec" and not pending["training"] and 1 <= pending["epoch"] < 5 and 1 <= pending["best_epoch"] <= pending["epoch"]
+    assert "interrupted: the same command resumes it" in (out / "report.md").read_text()
     again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "sasrec: resuming after epoch" in again.stdout and "sasrec epoch   1  loss" not in again.stdout
@@ -215,6 +228,7 @@ def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_die
         assert "1 runs are still being trained by other invocations (sasrec seed 1)" in first.stderr
         report = json.loads((out / "report.json").read_text())
         assert [r["seed"] for r in report["table1"]["sasrec"]["per_seed"]] == [0]
+        assert [(p["run"], p["training"]) for p in report["pending"]] == [("sasrec seed 1", True)]
         assert lock.exists()  # not ours to remove
     finally:
         owner.kill()
