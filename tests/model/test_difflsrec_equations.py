@@ -69,14 +69,17 @@ def test_reverse_chain_recovers_e0_when_noise_prediction_is_exact(steps, eta):
     """With the oracle noise prediction eps_hat = (e_t - sqrt(abar) e0) / sqrt(1 - abar), every DDIM
     step lands on the forward marginal and the last step (t_prev = 0) returns e0 exactly."""
     s = NoiseSchedule(T=30)
-    e0 = torch.randn(4, 8)
+    e0, z0 = torch.randn(4, 8), torch.randn(4, 8)
     t0 = torch.full((4,), 30)
-    e = s.q_sample(e0, t0, torch.randn(4, 8))
+    e = s.q_sample(e0, t0, z0)
     for t, t_prev in s.inference_timesteps(steps):
         tt = torch.full((4,), t)
         a = s.abar(tt)
         oracle = (e - a.sqrt() * e0) / (1 - a).sqrt()
         e = s.step(e, tt, torch.full((4,), t_prev), oracle, eta=eta)
+        if eta == 0:  # deterministic DDIM keeps the starting noise: e_{t_prev} = sqrt(abar_prev) e0 + sqrt(1 - abar_prev) z0
+            a_prev = s.abar(torch.full((4,), t_prev))
+            assert torch.allclose(e, a_prev.sqrt() * e0 + (1 - a_prev).sqrt() * z0, atol=1e-4), (t, t_prev)
     assert torch.allclose(e, e0, atol=1e-4)
 
 
@@ -141,7 +144,7 @@ def test_guidance_scale_bounded_by_s_max_and_rising_as_t_falls():
     T, d = 50, 8
     g = GuidanceScale(d, T, adaptive=True, s_max=3.0, a=10.0, b=0.5)
     with torch.no_grad():
-        g.u_norms.fill_(0.3)
+        g.u_norms.copy_(torch.tensor([0.3, -0.7]))  # distinct: swapping ||e_t|| and ||e_short|| changes the scale
         g.u_snr_raw.fill_(1.0)
         g.b0.fill_(-0.2)
     s = NoiseSchedule(T)
@@ -151,8 +154,8 @@ def test_guidance_scale_bounded_by_s_max_and_rising_as_t_falls():
     scale = g(t, e_t, e_short, torch.log1p(s.snr(t))).squeeze(-1)
     assert torch.all(scale > 0) and torch.all(scale <= 3.0)
     assert torch.all(scale[:-1] >= scale[1:]) and scale[0] > 2.9 and scale[-1] < 0.5  # larger t (noisier) -> smaller guidance
-    # the formula itself
-    logit = -10.0 * (t / T - 0.5) + 0.3 * (1.0 * math.sqrt(d) / math.sqrt(d)) + 0.3 * (2.0 * math.sqrt(d) / math.sqrt(d)) + F.softplus(torch.tensor(1.0)) * torch.log1p(s.snr(t)) - 0.2
+    # the formula itself (norms divided by sqrt(d): ||e_t|| / sqrt(d) = 1, ||e_short|| / sqrt(d) = 2)
+    logit = -10.0 * (t / T - 0.5) + 0.3 * 1.0 - 0.7 * 2.0 + F.softplus(torch.tensor(1.0)) * torch.log1p(s.snr(t)) - 0.2
     assert torch.allclose(scale, 3.0 * torch.sigmoid(logit), atol=1e-5)
 
 
@@ -181,7 +184,9 @@ def test_noise_net_null_condition_and_timestep_embedding():
     assert torch.allclose(net(e_t, t, None), net(e_t, t, net.null_condition.expand(3, 6)))
     emb = timestep_embedding(torch.tensor([0, 5]), 7)
     assert emb.shape == (2, 7)
-    assert torch.allclose(emb[0, :3], torch.ones(3))  # cos(0) = 1
+    f = 10_000 ** (-torch.arange(3) / 3)  # frequencies f_j = 10000^(-j / (dim // 2))
+    assert torch.allclose(emb[0], torch.tensor([1.0, 1, 1, 0, 0, 0, 0]))
+    assert torch.allclose(emb[1], torch.cat([torch.cos(5 * f), torch.sin(5 * f), torch.zeros(1)]), atol=1e-6)  # odd dim: one zero pad
     assert len(net.regularised()) == 3
 
 
@@ -265,3 +270,73 @@ def test_short_term_encoder_is_gru_then_attention_and_ignores_padding():
     expected = (torch.softmax(q @ K.transpose(1, 2) / math.sqrt(d), -1) @ V).squeeze(1)
     assert torch.allclose(got, expected, atol=1e-6)
     assert torch.allclose(enc(real, torch.ones(1, 3, dtype=torch.bool)), expected, atol=1e-6)
+
+
+# ---- 3.5 + 3.6 + 3.7-3.8 together: the guided noise estimate and the reverse chain of the model -----------
+def _small_difflsrec(**over):
+    from model.registry import build
+    from tests.model.toy import toy_dataset, toy_stats
+
+    data = toy_dataset(n_users=6, n_items=9)
+    torch.manual_seed(0)
+    model = build("difflsrec", data.sequences.n_items, toy_stats(data), {"d": 4, "short_len": 3, "T": 10, "denoiser_hidden": 8, **over}).eval()
+    with torch.no_grad():  # move the guidance and the null condition away from their initial values
+        model.guidance.u_norms.copy_(torch.tensor([0.3, -0.7]))
+        model.guidance.u_snr_raw.fill_(0.2)
+        model.guidance.b0.fill_(0.4)
+        model.eps_net.null_condition.normal_()
+    return model
+
+
+def _guided_inputs(P=5, d=4, k=3):
+    torch.manual_seed(1)
+    mask = torch.ones(P, k, dtype=torch.bool)
+    mask[0, 0] = mask[1, :2] = False  # shorter windows: padded tokens on the left
+    return torch.randn(P, d), torch.randn(P, d), torch.randn(P, k, d), mask
+
+
+def _eps_by_hand(model, e_t, t, e_short, tokens, mask):
+    """(3.5) with s_t from (3.6) written out (norms over sqrt(d), SNR weight through softplus, as documented)."""
+    g, d = model.guidance, e_t.shape[-1]
+    snr = model.schedule.alphas_cumprod[t] / (1 - model.schedule.alphas_cumprod[t])
+    logit = (-g.a * (t / g.T - g.b) + g.u_norms[0] * e_t.norm(dim=-1) / math.sqrt(d) + g.u_norms[1] * e_short.norm(dim=-1) / math.sqrt(d)
+             + F.softplus(g.u_snr_raw) * torch.log1p(snr) + g.b0)
+    s = (g.s_max * torch.sigmoid(logit)).unsqueeze(-1)
+    c = model.condition(e_t, e_short, tokens, mask)
+    return (1 + s) * model.eps_net(e_t, t, c) - s * model.eps_net(e_t, t, None), s
+
+
+def test_guided_noise_estimate_is_equation_3_5_with_the_scale_of_3_6():
+    model = _small_difflsrec()
+    e_t, e_short, tokens, mask = _guided_inputs()
+    t = torch.tensor([1, 3, 5, 8, 10])
+    expected, s = _eps_by_hand(model, e_t, t, e_short, tokens, mask)
+    with torch.no_grad():
+        assert torch.allclose(model.guided_eps(e_t, t, e_short, tokens, mask), expected, atol=1e-6)
+        # the test is not blind: the scale is far from 0 and the two predictions differ
+        assert s.max() > 1 and not torch.allclose(model.eps_net(e_t, t, None), model.eps_net(e_t, t, model.condition(e_t, e_short, tokens, mask)), atol=1e-2)
+
+
+@pytest.mark.parametrize("steps,start,eta", [(1, None, 0.0), (3, None, 0.0), (2, 6, 0.0), (3, None, 0.5)])
+def test_reverse_is_the_guided_ddim_chain_from_the_noised_long_term_embedding(steps, start, eta):
+    """C.1: e_T = sqrt(abar_T) e_long (the deterministic start, inference_noise="zero"), then (3.7)-(3.8) with
+    the guided estimate at each strided step, sigma_t z included when eta > 0."""
+    model = _small_difflsrec(start_step=start, eta=eta)
+    e_long, e_short, tokens, mask = _guided_inputs()
+    sched, P = model.schedule, e_long.shape[0]
+    first = start or 10
+    torch.manual_seed(7)
+    with torch.no_grad():
+        got = model.reverse(e_long, e_short, tokens, mask, steps, "zero")
+    torch.manual_seed(7)  # the same draws of z, in the same order
+    e = math.sqrt(sched.alphas_cumprod[first]) * e_long
+    for t, t_prev in sched.inference_timesteps(steps, first):
+        a, a_prev = sched.alphas_cumprod[t].item(), sched.alphas_cumprod[t_prev].item()
+        eps, _ = _eps_by_hand(model, e, torch.full((P,), t), e_short, tokens, mask)
+        e0 = (e - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        sigma = eta * math.sqrt((1 - a_prev) / (1 - a)) * math.sqrt(1 - a / a_prev)
+        e = math.sqrt(a_prev) * e0 + math.sqrt(1 - a_prev - sigma**2) * eps
+        if eta > 0:
+            e = e + sigma * torch.randn_like(e)
+    assert torch.allclose(got, e.detach(), atol=1e-5)
+    assert not torch.allclose(got, e_long, atol=1e-2)  # the chain moved the latent

@@ -60,11 +60,39 @@ def test_loss_is_finite_and_reaches_every_trained_part(name, data):
 
 
 @pytest.mark.parametrize("ce_path", ["chain", "x0", "both"])
-def test_ce_paths(ce_path, data):
+def test_ce_paths_reach_the_parameters(ce_path, data):
     model = _model("difflsrec", data, ce_path=ce_path)
     loss, logs = model.loss(_first_batch(data, model))
     loss.backward()
     assert torch.isfinite(loss) and logs["ce"] > 0
+    assert model.eps_net.ff[0].weight.grad.abs().sum() > 0 and model.guidance.b0.grad.abs().sum() > 0
+
+
+def test_ce_paths_compute_what_they_say(data):
+    """"chain": CE of the served reverse chain's output; "x0": CE of the guided (3.7) estimate at a random t;
+    "both": their sum. The loss is CE + lambda_diff * L_denoise (C.5). Dropout off (eval) so that only the
+    seeded draws of t and noise differ between calls; "chain" with train_noise="zero" draws nothing."""
+    from model.losses import catalogue_ce
+    from model.nn.short_term import sliding_windows
+
+    logs = {}
+    for path in ("chain", "x0", "both"):
+        model = _model("difflsrec", data, ce_path=path, lambda_diff=0.3).eval()
+        batch = _first_batch(data, model)
+        torch.manual_seed(11)
+        loss, logs[path] = model.loss(batch)
+        assert loss.item() == pytest.approx(logs[path]["ce"] + 0.3 * logs[path]["denoise"], rel=1e-5)
+    # x0 then the denoising loss draw in the same order under "x0" and "both": same draws, same values
+    assert logs["both"]["ce"] == pytest.approx(logs["chain"]["ce"] + logs["x0"]["ce"], rel=1e-5)
+    assert logs["both"]["denoise"] == pytest.approx(logs["x0"]["denoise"], rel=1e-6)
+    # the chain's CE, recomputed from the parts: every target position's prefix state through reverse()
+    model = _model("difflsrec", data, ce_path="chain").eval()
+    keep = batch.targets > 0
+    with torch.no_grad():
+        e_long = model.encode_long(batch)[keep]
+        e_short, tokens, mask = model.encode_short(sliding_windows(batch.items, model.config.short_len)[keep])
+        e_user = model.reverse(e_long, e_short, tokens, mask, model.config.inference_steps, "zero")
+        assert catalogue_ce(e_user, model.item_emb.weight, batch.targets[keep]).item() == pytest.approx(logs["chain"]["ce"], rel=1e-5)
 
 
 def test_l2_regulariser_covers_projection_gate_and_feedforward(data):
@@ -75,12 +103,16 @@ def test_l2_regulariser_covers_projection_gate_and_feedforward(data):
         assert id(p) in names
     batch = _first_batch(data, model)
     torch.manual_seed(1)
-    with_reg = _model("difflsrec", data, lambda_diff=0.0, lambda_reg=1.0)
+    with_reg = _model("difflsrec", data, lambda_diff=0.0, lambda_reg=0.37)
     torch.manual_seed(5)
     data_loss, logs = with_reg.loss(batch)
     assert abs(data_loss.item() - logs["ce"]) < 1e-5  # lambda_diff 0: the data loss is the CE alone
-    reg = sum((w**2).sum() for w in with_reg.regularised_parameters())
-    assert abs(with_reg.penalty().item() - reg.item()) < 1e-4 * reg.item()
+    # (C.6) over W_Q, W_K, W_V, W_g and the noise network's three feed-forward layers, listed by hand
+    c, ff = with_reg.condition, with_reg.eps_net.ff
+    by_hand = [c.W_Q.weight, c.W_K.weight, c.W_V.weight, c.W_g.weight, ff[0].weight, ff[3].weight, ff[5].weight]
+    assert {id(w) for w in with_reg.regularised_parameters()} == {id(w) for w in by_hand}
+    reg = sum((w**2).sum() for w in by_hand)
+    assert with_reg.penalty().item() == pytest.approx(0.37 * reg.item(), rel=1e-5)
     assert _model("difflsrec-gate", data).penalty() is None and _model("difflsrec", data, lambda_reg=0.0).penalty() is None
 
 
@@ -113,6 +145,32 @@ def test_denoise_loss_is_noise_mse(data):
     e_t = model.schedule.q_sample(e_long, t, eps)
     expected = ((eps - model.eps_net(e_t, t, None)) ** 2).sum(-1).mean()
     assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_denoise_loss_with_the_condition_and_with_null_draws(data):
+    """(C.5) with c_t = condition(e_t, e_short, S_short) (p_uncond = 0), and the mix: each row's condition is
+    replaced by the null one where its uniform draw falls below p_uncond."""
+    e_long, e_short = torch.randn(6, 16), torch.randn(6, 16)
+    tokens, mask = torch.randn(6, 3, 16), torch.ones(6, 3, dtype=torch.bool)
+    for p_uncond in (0.0, 0.5):
+        model = _model("difflsrec", data, p_uncond=p_uncond)
+        with torch.no_grad():
+            model.eps_net.null_condition.normal_()  # the null condition differs from every c_t
+        torch.manual_seed(3)
+        got = model._denoise_loss(e_long, e_short, tokens, mask)
+        torch.manual_seed(3)
+        t = torch.randint(1, 11, (6,))
+        eps = torch.randn(6, 16)
+        drop = torch.rand(6, 1) < p_uncond
+        e_t = model.schedule.q_sample(e_long, t, eps)
+        c = model.condition(e_t, e_short, tokens, mask)
+        c = torch.where(drop, model.eps_net.null_condition.expand_as(c), c)
+        expected = ((eps - model.eps_net(e_t, t, c)) ** 2).sum(-1).mean()
+        assert torch.allclose(got, expected, atol=1e-5)
+        if p_uncond == 0.5:
+            assert 0 < drop.sum() < 6  # both kinds of rows present in this draw
+        unconditional = ((eps - model.eps_net(e_t, t, None)) ** 2).sum(-1).mean()
+        assert not torch.allclose(got, unconditional, atol=1e-3)
 
 
 @pytest.mark.parametrize("name", VARIANTS)
