@@ -66,10 +66,19 @@ def test_publish_then_gate_and_warm_start(small_history, tmp_path):
 
 
 def test_train_until_keeps_the_early_timeline(small_history, tmp_path):
+    from bootstrap.job import load_history
+
+    full = read_files([small_history])
+    cut = full.time_quantile(0.5)
+    # exactly the interactions before the cut, in the file's order: none at or after it, none earlier dropped
+    early = load_history(_opts(small_history, train_until=0.5), None, "")
+    expected = [(u, i, t) for u, i, t in zip(full.users, full.items, full.times) if t < cut]
+    assert list(zip(early.users, early.items, early.times)) == expected
+    assert 0 < len(expected) < len(full) and max(early.times) < cut <= max(full.times)
+    assert load_history(_opts(small_history, train_until=float(cut)), None, "").times == early.times  # an absolute time
     reg = Registry(tmp_path / "registry")
     report = run_once(_opts(small_history, train_until=0.5, kcore=2), reg, cache_dir=tmp_path / "cache")
-    full = read_files([small_history])
-    assert report.metrics["n_interactions"] <= len(full) // 2 + 1
+    assert report.metrics["n_interactions"] <= len(expected)
 
 
 def test_announcement_on_model_updates_topic(small_history, tmp_path, kafka_bootstrap, kafka_topic):

@@ -9,10 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.nn.denoiser import GuidanceScale, NoiseNet, TokenCondition, timestep_embedding
+from model.batching import left_align
+from model.nn.denoiser import (
+    GuidanceScale,
+    NoiseNet,
+    TokenCondition,
+    timestep_embedding,
+)
 from model.nn.long_term import TimeFreqGRU
 from model.nn.schedule import NoiseSchedule
-from model.batching import left_align
 from model.nn.short_term import ShortTermEncoder, last_window, sliding_windows
 
 torch.manual_seed(0)

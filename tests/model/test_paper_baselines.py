@@ -293,15 +293,32 @@ def test_posterior_with_exact_x0_returns_the_forward_marginal(diffusion):
     assert torch.allclose(mean, x0, atol=1e-6) and var.item() == pytest.approx(0.0, abs=1e-12)
 
 
-def test_reverse_chain_with_a_perfect_denoiser_recovers_x0():
-    class Oracle(torch.nn.Module):  # predicts the true x_0 whatever it is given
-        def forward(self, x, t):
-            return x0
-
-    model = make("diffrec", sampling_steps=3).eval()
+@pytest.mark.parametrize("sampling_steps", [0, 2])
+def test_reverse_chain_is_t_posterior_mean_steps_of_the_real_denoiser(sampling_steps):
+    """DiffRec's inference written out: x = x_0 noised to T' (none when T' = 0), then for t = T..1
+    x <- beta_t sqrt(abar_{t-1}) / (1 - abar_t) f(x, t) + (1 - abar_{t-1}) sqrt(alpha_t) / (1 - abar_t) x,
+    with the model's own (trained-shape, randomly initialised) denoiser f and coefficients from the betas."""
+    torch.manual_seed(0)
+    model = make("diffrec", steps=4, sampling_steps=sampling_steps).eval()
     x0 = model.interactions(torch.tensor([[0, 3, 5, 9], [1, 2, 3, 4]]))
-    model.net = Oracle()
-    assert torch.allclose(model.reverse(x0.clone()), x0, atol=1e-5)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        got = model.reverse(x0.clone())
+    d = model.diffusion
+    betas = d.betas.double()
+    abar = torch.cumprod(1 - betas[1:], 0)
+    abar = torch.cat([torch.ones(1, dtype=torch.float64), abar])
+    torch.manual_seed(5)  # the same draw for the starting noise
+    x = x0.clone()
+    if sampling_steps:
+        x = abar[sampling_steps].sqrt().float() * x + (1 - abar[sampling_steps]).sqrt().float() * torch.randn_like(x)
+    with torch.no_grad():
+        for t in range(4, 0, -1):
+            c0 = (betas[t] * abar[t - 1].sqrt() / (1 - abar[t])).float()
+            ct = ((1 - abar[t - 1]) * (1 - betas[t]).sqrt() / (1 - abar[t])).float()
+            x = c0 * model.net(x, torch.full((2,), t)) + ct * x
+    assert torch.allclose(got, x, atol=1e-5)
+    assert not torch.allclose(got, x0, atol=1e-2)  # an untrained denoiser does not return its input
 
 
 def test_elbo_weights(diffusion):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
+from model import registry
 from model.batching import FeatureView
 from model.benchmark import run_benchmark
+from model.evaluation import evaluate
 from model.registry import available, get
 from model.training import TrainConfig
 from model.tuning import candidates, tune
@@ -35,13 +38,15 @@ def test_tune_picks_the_best_validation_trial_and_never_touches_test():
     data = toy_dataset(n_users=20, n_items=10, pattern=True)
     stats = toy_stats(data)
     features = FeatureView.build(data, stats)
-    poisoned = data.split.test.copy()
-    data.split.test = np.zeros((0, 2), np.int64)  # tuning must not need the test split at all
+    # a test split no evaluation can read (a user that does not exist): any use of it by tuning raises
+    data.split.test = np.array([[10**6, 0]], np.int64)
+    with pytest.raises(IndexError):
+        evaluate(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 8}), data, features, data.split.test)  # the poison works
     best, trials = tune("gru4rec", data, stats, features, trials=3, train_cfg=TrainConfig(epochs=2, progress=False), fixed={"d": 8})
     assert len(trials) == 3 and best["d"] == 8
     top = max(trials, key=lambda t: t.valid["NDCG@10"])
     assert best == {"d": 8, **top.overrides}
-    data.split.test = poisoned
+    assert len({json.dumps(t.overrides, sort_keys=True) for t in trials}) == 3 and all(t.valid["NDCG@10"] > 0 for t in trials)
 
 
 def test_benchmark_records_tuning(tmp_path):
