@@ -45,15 +45,16 @@ def worker(
     run_worker(settings, loglevel)
 
 
-def run_worker(settings, loglevel: str = "info") -> None:
-    """Load the model, create the topics, and run the Faust worker until SIGTERM/SIGINT."""
+def run_worker(settings, loglevel: str = "info", worker_class=None) -> None:
+    """Load the model, create the topics, and run the Faust worker until SIGTERM/SIGINT. ``worker_class``: a
+    subclass of ``stream.app.StreamWorker`` to run instead (the tests' fault injection)."""
     from stream.app import StreamWorker, load_bundle, run_faust_worker, use_event_loop
     from stream.topics import ensure_topics
 
     use_event_loop(settings.event_loop)
     bundle = load_bundle(settings)  # first: a wrong artifact path fails before anything is created on the cluster
     partitions = ensure_topics(settings)
-    stream_worker = StreamWorker(settings, bundle, partitions)
+    stream_worker = (worker_class or StreamWorker)(settings, bundle, partitions)
     run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)
 
 

@@ -11,7 +11,7 @@ from model.online import Fusion, LongTermStepper
 from stream.engine import Engine, ModelBundle, SourcedEvent
 from stream.schemas import Recommendation, dump_recommendation
 from stream.state import decode_state, encode_state
-from tests.stream.helpers import make_events, offline_state, offline_top_n, as_sourced, streams_of
+from tests.stream.helpers import as_sourced, make_events, offline_state, offline_top_n, streams_of
 
 TOPIC = "interactions"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -116,6 +117,45 @@ def test_bad_events_go_to_the_dlq_with_their_reason_while_good_ones_are_served(s
     for _, _, reason in BAD_EVENTS:
         assert metrics[f'difflsrec_dead_letters_total{{reason="{reason.value}"}}'] >= 1
     assert metrics["difflsrec_events_in_total"] == len(served["events"]) + len(BAD_EVENTS)
+
+
+def test_an_event_whose_processing_fails_goes_to_the_dlq_and_the_rest_are_served(kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    """A fault inside serving (here: reading one user's state raises, tests/stream/poisoned_worker.py) fails the
+    micro-batch; the worker then serves its events one at a time, so the poisoned user's events land in the DLQ
+    as processing_error with their raw bytes, every other event of the same batches is served and applied once,
+    and the worker goes on serving."""
+    import sys
+
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path, batch_max=64, batch_within=0.2)
+    try:
+        worker = deployment.start_worker("poisoned", find_free_port(), command=[sys.executable, "-m", "tests.stream.poisoned_worker"])
+        good = make_events(n_users=3, per_user=6, seed=5)
+        poisoned = [{"user_id": "poisoned", "item_id": "i2", "timestamp": 1_000_000_000 + k, "event_id": f"poisoned-e{k}"} for k in range(3)]
+        mixed = good[:6] + poisoned[:1] + good[6:12] + poisoned[1:] + good[12:]
+        deployment.produce(mixed)
+        deployment.collect({e["event_id"] for e in good})
+        _assert_every_event_answered(deployment, good)
+        assert not any(deployment.recommendations.get(e["event_id"]) for e in poisoned)
+        letters = deployment.dead_letters(len(poisoned))
+        assert sorted(json.loads(letter.raw)["event_id"] for letter in letters) == [e["event_id"] for e in poisoned]
+        for letter in letters:
+            assert letter.reason is Reason.PROCESSING_ERROR and "RuntimeError: injected fault reading the state of 'poisoned'" in letter.detail
+        artifact = load(tiny_artifact_dir)
+        for stream in streams_of(good).values():
+            _assert_state(worker, artifact, stream)  # each good event applied exactly once, failed batches included
+        metrics = worker.metrics()
+        assert metrics['difflsrec_dead_letters_total{reason="processing_error"}'] == len(poisoned)
+        assert metrics["difflsrec_events_applied_total"] == len(good)
+        # the poisoned events failed batches that held good events too (those were then served one by one)
+        failed = [int(n) for n in re.findall(r"a batch of (\d+) events failed", worker.log_path.read_text())]
+        assert failed and max(failed) > 1, failed
+        # alive and serving after the failures
+        later = make_events(n_users=2, per_user=2, seed=6, prefix="later")
+        deployment.produce(later)
+        deployment.collect({e["event_id"] for e in later})
+        _assert_every_event_answered(deployment, later)
+    finally:
+        deployment.close()
 
 
 def test_http_views_and_metrics(served):

@@ -13,7 +13,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from stream.process import WorkerProcess, settings_env
+from stream.process import WORKER, WorkerProcess, settings_env
 from stream.producer import EventProducer, TopicReader
 from stream.schemas import Recommendation
 from stream.settings import WorkerSettings
@@ -44,12 +44,12 @@ class Deployment:
         self._reader: TopicReader | None = None
         self._positions: set[tuple[int, int]] = set()  # (partition, offset) of the messages collected
 
-    def start_worker(self, name: str, port: int, ready_timeout: float = 120.0) -> WorkerProcess:
+    def start_worker(self, name: str, port: int, ready_timeout: float = 120.0, command: list[str] = WORKER) -> WorkerProcess:
         env = settings_env(self.bootstrap, **self.settings, worker_data_dir=self.data_dir(name))
         # one log per start: with one shared file, logs() showed the restarted worker's tail once per start and
         # never the last lines of the worker it replaced, which a failed restart test needs to be diagnosed
         starts = sum(w.log_path.name.startswith(f"{name}.") for w in self.workers)
-        worker = WorkerProcess(env, port, self.workdir / f"{name}.{starts}.log")
+        worker = WorkerProcess(env, port, self.workdir / f"{name}.{starts}.log", command)
         self.workers.append(worker)
         return worker.start(ready_timeout)
 
