@@ -60,6 +60,26 @@ def test_replay_in_time_order_and_interleaved(ml100k_file, isolated_home):
         replay_events(ml100k_file, 10, interleave=0)
 
 
+def test_latency_segments_by_hand():
+    """Each hop of each event from its four times (ms); the pass-through (no emit time) has no to_emit, and
+    its to_produce starts at the send."""
+    from types import SimpleNamespace
+
+    from stream.bench import latency_segments
+
+    sent = {1: 10.0, 2: 20.0, 3: 30.0}
+    collector = SimpleNamespace(emitted={1: 10.010, 2: 20.030, 3: 30.020}, produced={1: 10.012, 2: 20.031, 3: 30.060}, received={1: 10.015, 2: 20.041, 3: 30.061})
+    hops = latency_segments(collector, sent, [1, 2, 3])
+    expected = {"to_emit": [10, 30, 20], "to_produce": [2, 1, 40], "to_receive": [3, 10, 1], "total": [15, 41, 61]}
+    for hop, values in expected.items():
+        assert hops[hop]["p50"] == pytest.approx(float(np.median(values)), abs=1e-6), hop
+        assert hops[hop]["max"] == pytest.approx(max(values), abs=1e-6), hop
+        assert hops[hop]["p99"] == pytest.approx(float(np.percentile(values, 99)), abs=1e-6), hop
+    passthrough = latency_segments(SimpleNamespace(emitted={}, produced=collector.produced, received=collector.received), sent, [1, 2])
+    assert set(passthrough) == {"to_produce", "to_receive", "total"}
+    assert passthrough["to_produce"]["max"] == pytest.approx(31.0, abs=1e-6)  # send -> output record, 12 and 31 ms
+
+
 @pytest.mark.kafka
 @pytest.mark.slow
 def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_artifact_dir, ml100k_file, isolated_home, tmp_path):
