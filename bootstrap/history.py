@@ -65,8 +65,9 @@ def read_topic(bootstrap_servers: str, topic: str, window_seconds: float | None 
     from kafka import KafkaConsumer, TopicPartition
 
     from stream.schemas import InteractionEvent, Limits, parse_event
+    from stream.settings import kafka_python_config
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000))
+    consumer = KafkaConsumer(**kafka_python_config(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000)))
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -190,10 +190,11 @@ def announce(bootstrap_servers: str, topic: str, version: str, path: Path, metri
     """Tell workers a new version is live (they also watch LATEST, so a lost message only delays a swap)."""
     from kafka import KafkaProducer
 
+    from stream.settings import kafka_python_config
     from stream.topics import ensure_updates_topic
 
     ensure_updates_topic(bootstrap_servers, topic)
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = KafkaProducer(**kafka_python_config(bootstrap_servers=bootstrap_servers, acks="all"))
     try:
         payload = {"version": version, "path": str(path), "created": time.time(), "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}}
         producer.send(topic, key=version.encode(), value=json.dumps(payload).encode()).get(timeout=30)

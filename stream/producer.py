@@ -17,6 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 
 from stream.schemas import DeadLetter, InteractionEvent, Recommendation
+from stream.settings import kafka_python_config
 
 
 class EventProducer:
@@ -25,7 +26,7 @@ class EventProducer:
     def __init__(self, bootstrap_servers: str, topic: str = "interactions", **config: Any):
         self.topic = topic
         config = {"acks": "all", "linger_ms": 5, **config}
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, **config)
+        self._producer = KafkaProducer(**kafka_python_config(bootstrap_servers=bootstrap_servers, **config))
 
     def send(self, event: InteractionEvent | dict):
         """Validate and publish one event; returns kafka-python's future."""
@@ -58,8 +59,8 @@ class TopicReader:
     def __init__(self, bootstrap_servers: str, topic: str, from_beginning: bool = True, **config: Any):
         self.topic = topic
         self._consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest", **config,
+            topic, **kafka_python_config(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+                                         auto_offset_reset="earliest" if from_beginning else "latest", **config),
         )
 
     def wait_for_assignment(self, timeout: float = 30.0) -> None:

@@ -12,14 +12,14 @@ import logging
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
-from stream.settings import WorkerSettings
+from stream.settings import WorkerSettings, kafka_python_config
 
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(settings: WorkerSettings) -> int:
     """Create missing topics; returns the partition count of the interactions topic."""
-    with KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin") as admin:
+    with KafkaAdminClient(**kafka_python_config(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")) as admin:
         partitions = _partition_count(admin, settings.interactions_topic)
         if partitions is None:
             _create(admin, settings.interactions_topic, settings.partitions, settings.replication_factor)
@@ -53,7 +53,7 @@ def _create(admin: KafkaAdminClient, topic: str, partitions: int, replication: i
 
 def create_topic(bootstrap_servers: str, topic: str, partitions: int, replication: int = 1) -> None:
     """Create one topic (nothing if it exists), waiting until its partitions have leaders."""
-    with KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="difflsrec-admin") as admin:
+    with KafkaAdminClient(**kafka_python_config(bootstrap_servers=bootstrap_servers, client_id="difflsrec-admin")) as admin:
         _create(admin, topic, partitions, replication)
 
 
@@ -61,5 +61,5 @@ def ensure_updates_topic(bootstrap_servers: str, topic: str, replication: int = 
     """The model-updates topic with ONE partition (so every reader sees the versions in the order they
     were published), created before the first announcement instead of auto-created with the broker's
     default partition count."""
-    with KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="difflsrec-bootstrap-admin") as admin:
+    with KafkaAdminClient(**kafka_python_config(bootstrap_servers=bootstrap_servers, client_id="difflsrec-bootstrap-admin")) as admin:
         _create_if_missing(admin, topic, 1, replication)
