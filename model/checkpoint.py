@@ -91,12 +91,7 @@ def load(path: Path, fp: str, model: torch.nn.Module, opt: torch.optim.Optimizer
     path = Path(path)
     if not path.exists():
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read the training checkpoint {path} ({e}); delete it to train from scratch") from e
-    if payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {FORMAT}; delete it to train from scratch")
+    payload = _read(path, "; delete it to train from scratch")
     if payload["fingerprint"] != fp:
         raise CheckpointError(
             f"{path} is the checkpoint of another run (another model, configuration, learning rate, data or training "
@@ -115,15 +110,21 @@ def describe(path: Path) -> dict:
     """Where the run of the checkpoint at ``path`` stands, without a model to load it into: ``model`` (None
     in checkpoints written before 2026-12-06, which did not record it), ``epoch``, ``best_epoch``,
     ``best_score``, ``stale``, ``seconds`` and the per-epoch ``history``. Raises :class:`CheckpointError`."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read the training checkpoint {path} ({e})") from e
-    if payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {FORMAT}")
+    payload = _read(Path(path))
     meta = json.loads(payload["progress"])
     keep = ("epoch", "best_epoch", "best_score", "stale", "seconds", "history")
     return {"model": payload.get("model_name"), "fingerprint": payload["fingerprint"], **{k: meta[k] for k in keep}}
+
+
+def _read(path: Path, hint: str = "") -> dict:
+    """The checkpoint's payload (tensors and plain values only: nothing is unpickled), format checked."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read the training checkpoint {path} ({e}){hint}") from e
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('format')!r}, this version reads {FORMAT}{hint}")
+    return payload
 
 
 def _rng_state(batch_rng: np.random.Generator) -> dict:
