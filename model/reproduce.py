@@ -33,13 +33,7 @@ import numpy as np
 from difflsrec.files import write_atomic
 from difflsrec.progress import progress
 from model.batching import FeatureView
-from model.benchmark import (
-    KEY_METRICS,
-    ModelRun,
-    fit_features,
-    paired_over_seeds,
-    summarise,
-)
+from model.benchmark import KEY_METRICS, ModelRun, fit_features, paired_over_seeds, summarise
 from model.benchmark import train_and_test as _train_and_test
 from model.checkpoint import CheckpointError, describe
 from model.data.dataset import PreparedDataset

@@ -10,12 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from model.batching import left_align
-from model.nn.denoiser import (
-    GuidanceScale,
-    NoiseNet,
-    TokenCondition,
-    timestep_embedding,
-)
+from model.nn.denoiser import GuidanceScale, NoiseNet, TokenCondition, timestep_embedding
 from model.nn.long_term import TimeFreqGRU
 from model.nn.schedule import NoiseSchedule
 from model.nn.short_term import ShortTermEncoder, last_window, sliding_windows
