@@ -15,7 +15,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-#: epochs without a better validation NDCG@10 before training stops (every command that trains). 20, not
+#: epochs without a better validation NDCG@10 before training stops (`train`, `benchmark`, `reproduce`;
+#: the periodic `bootstrap` retraining keeps 5 and `demo` 2, to stay short). 20, not
 #: 10 (the default until 2026-12-06): on ml-100k patience 10 stopped DiffLSRec on its mid-training plateau
 #: (test NDCG@10 0.0842 -> 0.1004 over two seeds with 20) and cost HGN and GRU4Rec 0.003-0.004; on the
 #: ML-1M 2,000-user subset it stopped SASRec-CE early on two of three seeds (README, early stopping)

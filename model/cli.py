@@ -200,7 +200,7 @@ def train(
     set: list[str] = typer.Option(None, "--set", help="hyper-parameter override KEY=VALUE (repeatable)"),
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     out: Path = typer.Option(..., help="artifact directory to write"),
-    checkpoint: Path = typer.Option(None, help="training state written after every epoch [default: OUT/checkpoint.pt]"),
+    checkpoint: Path = typer.Option(None, help="training state written after every epoch (default: OUT/checkpoint.pt)"),
     resume: bool = typer.Option(
         True, help="continue from the checkpoint when it holds this run (same model, settings and data): after a kill, or with a "
         "larger --patience / --epochs after a finished run; --no-resume deletes it and starts over",

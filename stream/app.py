@@ -269,7 +269,7 @@ def _app_options(s: WorkerSettings, partitions: int) -> dict:
         datadir=str(s.datadir),
         autodiscover=False,
         TableManager=OrderedRecoveryTableManager,  # no input event skipped after a recovery: stream/recovery.py
-        processing_guarantee="at_least_once",  # never exactly_once: see FIELD-NOTES (open bugs, needs 3 brokers)
+        processing_guarantee="at_least_once",  # never exactly_once: Faust's has open bugs (duplicates on rebalance, fenced producers) and needs 3 brokers
         topic_partitions=partitions,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=s.session_timeout,

@@ -22,16 +22,16 @@ def mount(root: typer.Typer) -> None:
 
 @app.command()
 def worker(
-    artifact: Annotated[Optional[Path], typer.Option(help="model artifact dir, or a registry dir (serves its live version) [env DIFFLSREC_ARTIFACT; default <home>/registry]")] = None,
-    app_id: Annotated[Optional[str], typer.Option(help="consumer group / app id [env DIFFLSREC_APP_ID]")] = None,
-    web_port: Annotated[Optional[int], typer.Option(help="HTTP port, one per worker on a machine [env DIFFLSREC_WEB_PORT]")] = None,
-    web_host: Annotated[Optional[str], typer.Option(help="HTTP bind address [env DIFFLSREC_WEB_HOST, default 127.0.0.1]")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="this worker's RocksDB dir [env DIFFLSREC_WORKER_DATA_DIR]")] = None,
-    batch_max: Annotated[Optional[int], typer.Option(help="events per micro-batch [env DIFFLSREC_BATCH_MAX]")] = None,
-    batch_within: Annotated[Optional[float], typer.Option(help="seconds to fill a micro-batch [env DIFFLSREC_BATCH_WITHIN]")] = None,
-    inference_steps: Annotated[Optional[int], typer.Option(help="reverse diffusion steps (default: the artifact's) [env DIFFLSREC_INFERENCE_STEPS]")] = None,
-    top_n: Annotated[Optional[int], typer.Option(help="items per recommendation [env DIFFLSREC_TOP_N]")] = None,
-    partitions: Annotated[Optional[int], typer.Option(help="partitions of topics created by the worker [env DIFFLSREC_PARTITIONS]")] = None,
+    artifact: Annotated[Optional[Path], typer.Option(help="model artifact dir, or a registry dir (serves its live version) (env DIFFLSREC_ARTIFACT; default <home>/registry)")] = None,
+    app_id: Annotated[Optional[str], typer.Option(help="consumer group / app id (env DIFFLSREC_APP_ID)")] = None,
+    web_port: Annotated[Optional[int], typer.Option(help="HTTP port, one per worker on a machine (env DIFFLSREC_WEB_PORT)")] = None,
+    web_host: Annotated[Optional[str], typer.Option(help="HTTP bind address (env DIFFLSREC_WEB_HOST, default 127.0.0.1)")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="this worker's RocksDB dir (env DIFFLSREC_WORKER_DATA_DIR)")] = None,
+    batch_max: Annotated[Optional[int], typer.Option(help="events per micro-batch (env DIFFLSREC_BATCH_MAX)")] = None,
+    batch_within: Annotated[Optional[float], typer.Option(help="seconds to fill a micro-batch (env DIFFLSREC_BATCH_WITHIN)")] = None,
+    inference_steps: Annotated[Optional[int], typer.Option(help="reverse diffusion steps (default: the artifact's) (env DIFFLSREC_INFERENCE_STEPS)")] = None,
+    top_n: Annotated[Optional[int], typer.Option(help="items per recommendation (env DIFFLSREC_TOP_N)")] = None,
+    partitions: Annotated[Optional[int], typer.Option(help="partitions of topics created by the worker (env DIFFLSREC_PARTITIONS)")] = None,
     loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
 ) -> None:
     """Serve recommendations: consume interactions, update user states, publish top-N lists."""

@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 DataDir = Annotated[
-    Optional[Path], typer.Option("--data-dir", help="broker state, logs and pid file [default: $DIFFLSREC_HOME/kafka]")
+    Optional[Path], typer.Option("--data-dir", help="broker state, logs and pid file (default: $DIFFLSREC_HOME/kafka)")
 ]
 
 
