@@ -142,16 +142,47 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
         finally:
             path.with_suffix(".lock").unlink(missing_ok=True)
         _reload(paths, done)
-        write_report(_with_pending(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), unique, done, paths), out)
+        _report(parts, done, data, spec, dataset_name, time.perf_counter() - started, unique, paths, out)
     bar.close()
     _reload(paths, done)
     missing = [r for r in elsewhere if r.key not in done]
     if missing:
         log.info("reproduce: %d runs are still being trained by other invocations (%s); the last one to finish writes the full report",
                  len(missing), ", ".join(r.label for r in missing))
-    report = _with_pending(build_report(parts, done, data, spec, dataset_name, time.perf_counter() - started), unique, done, paths)
+    return _report(parts, done, data, spec, dataset_name, time.perf_counter() - started, unique, paths, out)
+
+
+def _report(parts, done, data, spec, dataset_name, seconds, unique, paths, out: Path) -> dict:
+    """Build and write the report: the tables, the runs still missing, and every run's validation curve."""
+    report = _with_pending(build_report(parts, done, data, spec, dataset_name, seconds), unique, done, paths)
+    curves = validation_curves(unique, done, paths)
+    if curves:
+        _curves_plot(curves, out / "valid_curves.png")
+        report["valid_curves_png"] = "valid_curves.png"
     write_report(report, out)
     return report
+
+
+def validation_curves(unique: dict[str, Run], done: dict, paths: dict[str, Path]) -> list[dict]:
+    """Validation NDCG@10 per epoch of every run: finished ones from their run files, interrupted or running
+    ones from their checkpoints (``finished`` False)."""
+    curves = []
+    for key, r in unique.items():
+        if key in done:
+            history, best, finished = done[key].history, done[key].best_epoch, True
+        else:
+            checkpoint = paths[key].with_suffix(".checkpoint.pt")
+            try:
+                d = describe(checkpoint) if checkpoint.exists() else None
+            except CheckpointError:
+                d = None
+            if d is None:
+                continue
+            history, best, finished = d["history"], d["best_epoch"], False
+        points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
+        if points:
+            curves.append({"config": r.label.rsplit(" seed ", 1)[0], "seed": r.seed, "points": points, "best_epoch": best, "finished": finished})
+    return curves
 
 
 def _with_pending(report: dict, unique: dict[str, Run], done: dict, paths: dict[str, Path]) -> dict:
@@ -404,6 +435,8 @@ def to_markdown(report: dict) -> str:
             ]
     if "embedding_size" in report:
         lines += ["## Embedding size K (Fig. 2), full ranking", ""] + _table(report["embedding_size"], "full") + ["", "![embedding size](embedding_size.png)", ""]
+    if report.get("valid_curves_png"):
+        lines += ["## Validation curves", "", f"![validation NDCG@10 per epoch]({report['valid_curves_png']})", ""]
     lines += _pending_lines(report.get("pending", []))
     return "\n".join(lines)
 
@@ -452,6 +485,34 @@ def _bar_plot(rows: dict, title: str, path: Path) -> None:
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _curves_plot(curves: list[dict], path: Path) -> None:
+    """One line per run, one colour per configuration (its seeds share it), dashed while still training, a dot
+    on the best epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = list(dict.fromkeys(c["config"] for c in curves))
+    cmap = plt.get_cmap("tab20" if len(configs) > 10 else "tab10")
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for c in curves:
+        color = cmap(configs.index(c["config"]) % cmap.N)
+        epochs, values = zip(*c["points"])
+        first_seed = c is next(x for x in curves if x["config"] == c["config"])
+        ax.plot(epochs, values, color=color, alpha=0.85, linestyle="-" if c["finished"] else "--", label=c["config"] if first_seed else None)
+        if c["best_epoch"] in epochs:
+            ax.plot([c["best_epoch"]], [values[epochs.index(c["best_epoch"])]], "o", color=color, markersize=4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NDCG@10 (full ranking)")
+    ax.set_title("Validation per epoch, every run (dot: best epoch; dashed: not finished)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(configs) > 8 else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -105,8 +105,9 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     assert report["pending"] == [] and "Not in this report" not in md
     assert 0.0 <= report["test_targets_tied_in_time"] <= 1.0 and "of the test targets share their timestamp" in md
     assert report["train_seconds_total"] > 0 and "min of training in all" in md
-    for png in ("ablation.png", "embedding_size.png"):
+    for png in ("ablation.png", "embedding_size.png", "valid_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert report["valid_curves_png"] == "valid_curves.png" and "![validation NDCG@10 per epoch](valid_curves.png)" in md
 
     # the same command again resumes from DIR/runs: nothing is trained, the report is the same
     assert len(list((out / "runs").glob("*.npz"))) == (7 + 4 + 1) * 2
@@ -162,6 +163,8 @@ def test_a_reproduction_killed_mid_run_goes_on_from_its_last_epoch(ml100k_file, 
     [pending] = json.loads((out / "report.json").read_text())["pending"]
     assert pending["model"] == "sasrec" and not pending["training"] and 1 <= pending["epoch"] < 5 and 1 <= pending["best_epoch"] <= pending["epoch"]
     assert "interrupted: the same command resumes it" in (out / "report.md").read_text()
+    # its validation curve so far, read from the checkpoint, is drawn (the only run: nothing else to draw)
+    assert (out / "valid_curves.png").read_bytes()[:4] == b"\x89PNG"
     again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "sasrec: resuming after epoch" in again.stdout and "sasrec epoch   1  loss" not in again.stdout
@@ -238,6 +241,27 @@ def test_a_run_locked_by_a_live_process_is_left_to_it_and_taken_over_when_it_die
     assert "3 of 4 runs already in" in second.stderr and "sasrec epoch   1  loss" in second.stdout
     report = json.loads((out / "report.json").read_text())
     assert sorted(r["seed"] for r in report["table1"]["sasrec"]["per_seed"]) == [0, 1] and not lock.exists()
+
+
+def test_validation_curves_come_from_run_files_and_checkpoints(tmp_path):
+    """Finished runs give their history; an unfinished one its checkpoint's; a run with neither is left out."""
+    from types import SimpleNamespace
+
+    from model.reproduce import Run, validation_curves
+
+    runs = {r.key: r for r in (Run("sasrec", {}, 0), Run("sasrec", {}, 1), Run("gru4rec", {"d": 8}, 0))}
+    keys = list(runs)
+    history = [{"epoch": 1, "valid_NDCG@10": 0.1}, {"epoch": 2, "valid_NDCG@10": 0.3}, {"epoch": 3, "valid_NDCG@10": 0.2}]
+    done = {keys[0]: SimpleNamespace(history=history, best_epoch=2)}
+    paths = {key: tmp_path / f"{n}.npz" for n, key in enumerate(keys)}
+    ckpt = {"format": 1, "fingerprint": "f", "model_name": "sasrec",
+            "progress": json.dumps({"epoch": 1, "best_epoch": 1, "best_score": 0.05, "stale": 0, "seconds": 9.0, "history": [{"epoch": 1, "valid_NDCG@10": 0.05}]})}
+    import torch
+
+    torch.save(ckpt, paths[keys[1]].with_suffix(".checkpoint.pt"))
+    curves = validation_curves(runs, done, paths)
+    assert [(c["config"], c["seed"], c["finished"], c["best_epoch"]) for c in curves] == [("sasrec", 0, True, 2), ("sasrec", 1, False, 1)]
+    assert curves[0]["points"] == [(1, 0.1), (2, 0.3), (3, 0.2)] and curves[1]["points"] == [(1, 0.05)]
 
 
 def test_seed_averaged_pairs_users_across_seeds_whatever_their_order():
