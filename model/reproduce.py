@@ -154,8 +154,9 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
 
 def _report(parts, done, data, spec, dataset_name, seconds, unique, paths, out: Path) -> dict:
     """Build and write the report: the tables, the runs still missing, and every run's validation curve."""
-    report = _with_pending(build_report(parts, done, data, spec, dataset_name, seconds), unique, done, paths)
-    curves = validation_curves(unique, done, paths)
+    checkpoints = _unfinished_checkpoints(unique, done, paths)  # read once: the pending list and the curves use them
+    report = _with_pending(build_report(parts, done, data, spec, dataset_name, seconds), unique, done, paths, checkpoints)
+    curves = validation_curves(unique, done, checkpoints)
     if curves:
         _curves_plot(curves, out / "valid_curves.png")
         report["valid_curves_png"] = "valid_curves.png"
@@ -163,29 +164,37 @@ def _report(parts, done, data, spec, dataset_name, seconds, unique, paths, out: 
     return report
 
 
-def validation_curves(unique: dict[str, Run], done: dict, paths: dict[str, Path]) -> list[dict]:
+def _unfinished_checkpoints(unique: dict[str, Run], done: dict, paths: dict[str, Path]) -> dict[str, dict | CheckpointError]:
+    """What the checkpoint of each unfinished run that has one says (``describe``), or why it cannot be read."""
+    out: dict[str, dict | CheckpointError] = {}
+    for key in unique:
+        checkpoint = paths[key].with_suffix(".checkpoint.pt")
+        if key not in done and checkpoint.exists():
+            try:
+                out[key] = describe(checkpoint)
+            except CheckpointError as error:
+                out[key] = error
+    return out
+
+
+def validation_curves(unique: dict[str, Run], done: dict, checkpoints: dict[str, dict | CheckpointError]) -> list[dict]:
     """Validation NDCG@10 per epoch of every run: finished ones from their run files, interrupted or running
-    ones from their checkpoints (``finished`` False)."""
+    ones from their checkpoints (``finished`` False; ``checkpoints`` as :func:`_unfinished_checkpoints` gives)."""
     curves = []
     for key, r in unique.items():
         if key in done:
             history, best, finished = done[key].history, done[key].best_epoch, True
-        else:
-            checkpoint = paths[key].with_suffix(".checkpoint.pt")
-            try:
-                d = describe(checkpoint) if checkpoint.exists() else None
-            except CheckpointError:
-                d = None
-            if d is None:
-                continue
+        elif isinstance(d := checkpoints.get(key), dict):
             history, best, finished = d["history"], d["best_epoch"], False
+        else:
+            continue
         points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
         if points:
             curves.append({"config": r.label.rsplit(" seed ", 1)[0], "seed": r.seed, "points": points, "best_epoch": best, "finished": finished})
     return curves
 
 
-def _with_pending(report: dict, unique: dict[str, Run], done: dict, paths: dict[str, Path]) -> dict:
+def _with_pending(report: dict, unique: dict[str, Run], done: dict, paths: dict[str, Path], checkpoints: dict[str, dict | CheckpointError]) -> dict:
     """List the runs the report lacks (so that a table with fewer seeds says why), each with where its
     training stands when a checkpoint of it is in DIR/runs (an interrupted run, or one another invocation is
     training)."""
@@ -194,14 +203,11 @@ def _with_pending(report: dict, unique: dict[str, Run], done: dict, paths: dict[
         if key in done:
             continue
         entry: dict = {"run": r.label, "model": r.model, "overrides": r.overrides, "seed": r.seed}
-        checkpoint = paths[key].with_suffix(".checkpoint.pt")
-        if checkpoint.exists():
-            try:
-                d = describe(checkpoint)
-            except CheckpointError as error:
-                entry["checkpoint_error"] = str(error)
-            else:
-                entry.update(epoch=d["epoch"], best_epoch=d["best_epoch"], best_valid_NDCG10=d["best_score"], train_seconds=d["seconds"])
+        d = checkpoints.get(key)
+        if isinstance(d, CheckpointError):
+            entry["checkpoint_error"] = str(d)
+        elif d is not None:
+            entry.update(epoch=d["epoch"], best_epoch=d["best_epoch"], best_valid_NDCG10=d["best_score"], train_seconds=d["seconds"])
         entry["training"] = paths[key].with_suffix(".lock").exists() and not _stale(paths[key].with_suffix(".lock"))
         pending.append(entry)
     report["pending"] = pending

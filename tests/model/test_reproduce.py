@@ -247,7 +247,7 @@ def test_validation_curves_come_from_run_files_and_checkpoints(tmp_path):
     """Finished runs give their history; an unfinished one its checkpoint's; a run with neither is left out."""
     from types import SimpleNamespace
 
-    from model.reproduce import Run, validation_curves
+    from model.reproduce import Run, _unfinished_checkpoints, validation_curves
 
     runs = {r.key: r for r in (Run("sasrec", {}, 0), Run("sasrec", {}, 1), Run("gru4rec", {"d": 8}, 0))}
     keys = list(runs)
@@ -259,7 +259,7 @@ def test_validation_curves_come_from_run_files_and_checkpoints(tmp_path):
     import torch
 
     torch.save(ckpt, paths[keys[1]].with_suffix(".checkpoint.pt"))
-    curves = validation_curves(runs, done, paths)
+    curves = validation_curves(runs, done, _unfinished_checkpoints(runs, done, paths))
     assert [(c["config"], c["seed"], c["finished"], c["best_epoch"]) for c in curves] == [("sasrec", 0, True, 2), ("sasrec", 1, False, 1)]
     assert curves[0]["points"] == [(1, 0.1), (2, 0.3), (3, 0.2)] and curves[1]["points"] == [(1, 0.05)]
 
