@@ -45,7 +45,7 @@ from stream.hotswap import ModelSwapper
 from stream.logs import summarise_repeats
 from stream.metrics import WorkerMetrics
 from stream.recovery import OrderedRecoveryTableManager
-from stream.schemas import DeadLetter, Limits, Reason, dump_recommendation, parse_event
+from stream.schemas import DeadLetter, Reason, dump_recommendation, parse_event
 from stream.settings import WorkerSettings
 from stream.state import StateFormatError, UserState, decode_state, encode_state
 
@@ -79,7 +79,7 @@ class StreamWorker:
         self.engine = Engine(
             bundle, top_n=settings.top_n, exclude_seen=settings.exclude_seen, history_len=settings.history_len, fuse_every_event=settings.fuse_every_event
         )
-        self.limits = Limits(max_event_bytes=settings.max_event_bytes, min_event_time=settings.min_event_time, max_future_skew=settings.max_future_skew)
+        self.limits = settings.event_limits()
         self.app = self._create_app()
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self.interactions = self.app.topic(settings.interactions_topic, partitions=self.partitions, **raw)

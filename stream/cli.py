@@ -1,10 +1,12 @@
-"""``difflsrec worker`` (serve recommendations from Kafka) and ``difflsrec bench stream``.
+"""``difflsrec worker`` (serve recommendations from Kafka), ``send`` and ``follow`` (events in and records out
+from a terminal, stream/console.py) and ``difflsrec bench stream``.
 
 Options override the ``DIFFLSREC_*`` environment (see :class:`stream.settings.WorkerSettings`).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,7 +17,7 @@ bench_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, he
 
 
 def mount(root: typer.Typer) -> None:
-    """Add ``worker`` and ``bench stream`` to the top-level ``difflsrec`` command."""
+    """Add ``worker``, ``send``, ``follow`` and ``bench`` to the top-level ``difflsrec`` command."""
     root.registered_commands.extend(app.registered_commands)
     root.add_typer(bench_app, name="bench")
 
@@ -56,6 +58,130 @@ def run_worker(settings, loglevel: str = "info", worker_class=None) -> None:
     partitions = ensure_topics(settings)
     stream_worker = (worker_class or StreamWorker)(settings, bundle, partitions)
     run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)
+
+
+FOLLOWED = ("recommendations", "dlq", "interactions")
+
+
+def _kafka_settings(bootstrap: str | None, **topics: str | None):
+    from stream.settings import WorkerSettings
+
+    given = {"bootstrap_servers": bootstrap, **topics}
+    return WorkerSettings(**{key: value for key, value in given.items() if value is not None})
+
+
+@app.command()
+def send(
+    user: Annotated[Optional[str], typer.Option(help="user id of one event (with --item)")] = None,
+    item: Annotated[Optional[str], typer.Option(help="item id of one event (with --user)")] = None,
+    timestamp: Annotated[Optional[str], typer.Option(help="event time: epoch seconds or milliseconds, or ISO-8601 (naive = UTC) (default: now)")] = None,
+    event_id: Annotated[Optional[str], typer.Option(help="event id, for de-duplication (default: a fresh cli-... id)")] = None,
+    event_type: Annotated[Optional[str], typer.Option()] = None,
+    rating: Annotated[Optional[float], typer.Option()] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSON lines, one event per line, as the interactions topic takes them ('-': standard input; .gz: gzip)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for each event's recommendation (or dead letter) and print it")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="with --wait: seconds without a new answer before giving up on the rest")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per event on stdout (position, and with --wait the answer)")] = False,
+    bootstrap: Annotated[Optional[str], typer.Option(help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="interactions topic (env DIFFLSREC_INTERACTIONS_TOPIC)")] = None,
+) -> None:
+    """Publish interaction events keyed by user id, checked with the worker's own rules first; --wait prints what the worker answered."""
+    from difflsrec.progress import progress
+    from stream.console import Position, await_answers, describe_refused, event_from_options, format_dead_letter, format_recommendation, numbered_lines, outcome_json, publish, refused_json
+    from stream.producer import EventProducer, TopicReader
+    from stream.schemas import DeadLetter, Recommendation
+    from stream.topics import ensure_topics, require_reachable
+
+    if (file is None) == (user is None and item is None) or (file is None and (user is None or item is None)):
+        raise typer.BadParameter("give one event with --user and --item, or a file of events with --file", param_hint="--user/--item/--file")
+    if file is not None and any(v is not None for v in (timestamp, event_id, event_type, rating)):
+        raise typer.BadParameter("--timestamp, --event-id, --event-type and --rating describe the one event of --user/--item; a file's lines carry their own", param_hint="--file")
+    if file is not None and str(file) != "-" and not file.is_file():
+        raise FileNotFoundError(f"event file not found: {file}")
+    settings = _kafka_settings(bootstrap, interactions_topic=topic)
+    if file is None:
+        lines, source = [(1, event_from_options(user, item, timestamp, event_id, event_type, rating))], None
+    else:
+        lines, source = numbered_lines(file), str(file)
+    require_reachable(settings.bootstrap_servers)
+    ensure_topics(settings)  # as the worker creates them: none auto-created with the broker's partition count
+    readers = []
+    try:
+        if wait:  # positioned at the ends before the first event goes out, so no answer can be missed
+            for name in (settings.recommendations_topic, settings.dlq_topic):
+                readers.append(TopicReader(settings.bootstrap_servers, name, from_beginning=False, allow_auto_create_topics=False))
+                readers[-1].wait_for_assignment()
+        with EventProducer(settings.bootstrap_servers, settings.interactions_topic) as producer:
+            bar = progress(desc="send", unit="ev", disable=file is None or not sys.stderr.isatty())  # a few lines need no bar
+            published = publish(producer, lines, settings.event_limits(), on_progress=bar.update)
+            bar.close()
+        answers: dict[Position, Recommendation | DeadLetter] = await_answers(readers, published.sent, timeout) if wait else {}
+    finally:
+        for reader in readers:
+            reader.close()
+
+    for refused in published.refused:
+        typer.echo(refused_json(refused) if as_json else describe_refused(refused, source), err=not as_json)
+    for sent in published.sent:
+        answer = answers.get(sent.position)
+        if as_json:
+            typer.echo(outcome_json(sent, answer, wait))
+        elif isinstance(answer, Recommendation):
+            typer.echo(format_recommendation(answer))
+        elif isinstance(answer, DeadLetter):
+            typer.echo(format_dead_letter(answer))
+        elif wait:
+            typer.echo(f"{sent.event.user_id}: no answer to event {sent.event.event_id or sent.position} within {timeout:g} s")
+        elif file is None:
+            typer.echo(f"sent: user {sent.event.user_id}, item {sent.event.item_id}, event {sent.event.event_id} -> {sent.position}")
+    letters = sum(isinstance(a, DeadLetter) for a in answers.values())
+    unanswered = len(published.sent) - len(answers) if wait else 0
+    summary = f"sent {len(published.sent)} event(s) to {settings.interactions_topic} on {settings.bootstrap_servers}"
+    if published.refused:
+        summary += f"; {len(published.refused)} refused"
+    if wait:
+        summary += f"; answers: {len(answers) - letters} recommendation(s), {letters} dead letter(s), {unanswered} none"
+    typer.echo(summary, err=True)
+    if unanswered:
+        typer.echo("hint: no answer means no worker consumed the events: is `difflsrec worker` running on this cluster?", err=True)
+    if published.refused or letters or unanswered:
+        raise typer.Exit(1)
+
+
+@app.command()
+def follow(
+    what: Annotated[str, typer.Argument(help="recommendations, dlq (dead letters) or interactions (raw events)")] = "recommendations",
+    user: Annotated[Optional[str], typer.Option(help="only this user's records (the topics are keyed by user id)")] = None,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="read the topic from its start (default: only records that arrive from now on)")] = False,
+    count: Annotated[Optional[int], typer.Option(min=1, help="stop after this many records (exit code 1 if fewer came)")] = None,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="stop after this many seconds without a record (default: until Ctrl-C)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per record (the message itself for recommendations and events)")] = False,
+    bootstrap: Annotated[Optional[str], typer.Option(help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)")] = None,
+    topic: Annotated[Optional[str], typer.Option(help="the topic's name (default: the worker's setting for WHAT, env DIFFLSREC_RECOMMENDATIONS_TOPIC etc.)")] = None,
+) -> None:
+    """Print a topic's records as they arrive: recommendation lists, dead letters with their reason, or raw events."""
+    from stream.console import follow as follow_topic
+    from stream.producer import TopicReader
+    from stream.topics import require_reachable, topic_exists
+
+    if what not in FOLLOWED:
+        raise typer.BadParameter(f"follow one of {', '.join(FOLLOWED)}, not {what!r}", param_hint="WHAT")
+    settings = _kafka_settings(bootstrap)
+    require_reachable(settings.bootstrap_servers)
+    name = topic or {"recommendations": settings.recommendations_topic, "dlq": settings.dlq_topic, "interactions": settings.interactions_topic}[what]
+    if not topic_exists(settings.bootstrap_servers, name):
+        raise ValueError(f"topic {name!r} does not exist on {settings.bootstrap_servers}: `difflsrec worker` creates its topics when it starts")
+    printed = 0
+    with TopicReader(settings.bootstrap_servers, name, from_beginning=from_beginning, allow_auto_create_topics=False) as reader:
+        reader.wait_for_assignment()
+        typer.echo(f"following {name} on {settings.bootstrap_servers}" + (f", user {user}" if user else "") + (" from the beginning" if from_beginning else ""), err=True)
+        try:
+            printed = follow_topic(reader, what, typer.echo, user=user, count=count, idle_timeout=timeout, as_json=as_json)
+        except KeyboardInterrupt:
+            pass
+    if count is not None and printed < count:
+        typer.echo(f"{printed} of {count} record(s) within {timeout:g} s without a new one", err=True)
+        raise typer.Exit(1)
 
 
 @bench_app.command("stream")

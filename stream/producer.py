@@ -32,8 +32,13 @@ class EventProducer:
         """Validate and publish one event; returns kafka-python's future."""
         if not isinstance(event, InteractionEvent):
             event = InteractionEvent.model_validate(event)
-        body = json.dumps(event.model_dump(exclude_none=True), separators=(",", ":")).encode()
-        return self._producer.send(self.topic, key=event.user_id.encode(), value=body)
+        return self._producer.send(self.topic, key=event.user_id.encode(), value=self.encode(event))
+
+    @staticmethod
+    def encode(event: InteractionEvent) -> bytes:
+        """The message value :meth:`send` publishes: the event's normal form (timestamp in epoch seconds, the
+        fields the worker reads, extra ones dropped), compact JSON."""
+        return json.dumps(event.model_dump(exclude_none=True), separators=(",", ":")).encode()
 
     def send_raw(self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None):
         """Publish bytes as they are (for malformed-event tests and replays of foreign data)."""

@@ -165,6 +165,19 @@ class Limits(BaseModel):
 
 def parse_event(key: bytes | None, raw: bytes | None, limits: Limits, now: float | None = None) -> InteractionEvent | tuple[Reason, str]:
     """Raw Kafka key and value -> a valid event, or ``(reason, detail)`` for the dead-letter topic."""
+    event = check_event(raw, limits, now)
+    if isinstance(event, tuple):
+        return event
+    # Kafka partitions by key, and the user's state lives in that key's partition: a record keyed
+    # differently (or not at all) would be served from some other user's partition's state.
+    if key is None or key != event.user_id.encode():
+        return Reason.KEY_MISMATCH, f"message key {key[:40] if key else key!r} is not the user_id {event.user_id[:40]!r}"
+    return event
+
+
+def check_event(raw: bytes | None, limits: Limits, now: float | None = None) -> InteractionEvent | tuple[Reason, str]:
+    """Every check of :func:`parse_event` but the key's (``difflsrec send`` checks lines with it before it
+    keys them itself): a valid event, or ``(reason, detail)``."""
     raw = raw or b""
     if len(raw) > limits.max_event_bytes:
         return Reason.OVERSIZE, f"{len(raw)} bytes > max_event_bytes={limits.max_event_bytes}"
@@ -175,10 +188,6 @@ def parse_event(key: bytes | None, raw: bytes | None, limits: Limits, now: float
     now = time.time() if now is None else now
     if not limits.min_event_time <= event.timestamp <= now + limits.max_future_skew:
         return Reason.TIMESTAMP_OUT_OF_RANGE, f"timestamp {event.timestamp:.3f} outside [{limits.min_event_time:.0f}, now + {limits.max_future_skew:.0f}s]"
-    # Kafka partitions by key, and the user's state lives in that key's partition: a record keyed
-    # differently (or not at all) would be served from some other user's partition's state.
-    if key is None or key != event.user_id.encode():
-        return Reason.KEY_MISMATCH, f"message key {key[:40] if key else key!r} is not the user_id {event.user_id[:40]!r}"
     return event
 
 

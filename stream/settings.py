@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from difflsrec.settings import CommonSettings
+from stream.schemas import Limits
 
 #: Settings every kafka-python client here starts from (producers, readers, admin clients; a caller's own
 #: keywords win). kafka-python backs off reconnecting exponentially up to ``reconnect_backoff_max_ms``, 30 s
@@ -108,3 +109,8 @@ class WorkerSettings(KafkaSettings):
     @property
     def datadir(self) -> Path:
         return self.worker_data_dir or self.home / "worker" / self.app_id
+
+    def event_limits(self) -> Limits:
+        """What the worker accepts beyond the event schema: the worker checks every record with them,
+        ``difflsrec send`` every event before it publishes it."""
+        return Limits(max_event_bytes=self.max_event_bytes, min_event_time=self.min_event_time, max_future_skew=self.max_future_skew)

@@ -8,6 +8,7 @@ with any count. So the count is read from the interactions topic when it exists 
 from __future__ import annotations
 
 import logging
+import socket
 
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
@@ -63,3 +64,23 @@ def ensure_updates_topic(bootstrap_servers: str, topic: str, replication: int = 
     default partition count."""
     with KafkaAdminClient(**kafka_python_config(bootstrap_servers=bootstrap_servers, client_id="difflsrec-bootstrap-admin")) as admin:
         _create_if_missing(admin, topic, 1, replication)
+
+
+def topic_exists(bootstrap_servers: str, topic: str) -> bool:
+    with KafkaAdminClient(**kafka_python_config(bootstrap_servers=bootstrap_servers, client_id="difflsrec-admin")) as admin:
+        return topic in admin.list_topics()
+
+
+def require_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:
+    """Raise ``KafkaConnectionError`` at once when no bootstrap server accepts a TCP connection, instead of
+    kafka-python's 30 s of retries, each logged (a command's ~120 log lines before its error)."""
+    from kafka.errors import KafkaConnectionError
+
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            return
+        except (OSError, ValueError):
+            continue
+    raise KafkaConnectionError(f"no Kafka broker answers at {bootstrap_servers}")
