@@ -114,7 +114,7 @@ def publish(producer: EventProducer, lines: Iterable[tuple[int, bytes]], limits:
             reason, detail = checked
             published.refused.append(Refused(number, reason.value, detail))
             continue
-        pending.append((number, checked, producer.send(checked)))
+        pending.append((number, checked, producer.send_raw(checked.user_id.encode(), value)))
         if len(pending) >= CONFIRM_EVERY:
             _confirm(producer, pending, published, delivery_timeout, on_progress)
     _confirm(producer, pending, published, delivery_timeout, on_progress)
@@ -124,7 +124,10 @@ def publish(producer: EventProducer, lines: Iterable[tuple[int, bytes]], limits:
 def _confirm(producer, pending, published: Published, timeout: float, on_progress) -> None:
     from kafka.errors import KafkaError
 
-    producer.flush(timeout)
+    try:
+        producer.flush(timeout)
+    except KafkaError:
+        pass  # each future below says which events did not make it
     for number, event, future in pending:
         try:
             meta = future.get(timeout=timeout)

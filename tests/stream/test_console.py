@@ -6,18 +6,23 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaConnectionError
 
 from stream.console import event_from_options, format_recommendation, format_record, numbered_lines
 from stream.kafka import find_free_port
 from stream.process import settings_env
 from stream.schemas import EventSource, Limits, Reason, Recommendation, RecommendedItem, check_event
+from stream.topics import require_reachable
 from tests.stream.helpers import load, offline_top_n
 from tests.stream.worker_harness import Deployment
 
@@ -167,6 +172,16 @@ def test_send_without_a_worker_says_nobody_answered_and_follow_names_a_missing_t
     assert "u1: no answer to event cli-" in result.stdout and "within 2 s" in result.stdout, result.stdout
     assert "hint: no answer means no worker consumed the events" in result.stderr, result.stderr
 
+    # an event the broker refuses (this topic takes record batches of at most 250 bytes): reported, exit 1
+    with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as admin:
+        admin.create_topics([NewTopic(f"tiny-{suffix}", 1, 1, topic_configs={"max.message.bytes": "250"})], wait_for_metadata=True)
+    fits = difflsrec("send", "--topic", f"tiny-{suffix}", "--user", "u1", "--item", "i1", "--json", env=env)
+    assert fits.returncode == 0 and json_lines(fits.stdout)[0]["outcome"] == "sent", fits.stdout + fits.stderr
+    too_big = difflsrec("send", "--topic", f"tiny-{suffix}", "--user", "u1", "--item", "i" * 250, "--json", env=env)
+    assert too_big.returncode == 1, too_big.stderr
+    (out,) = json_lines(too_big.stdout)
+    assert out["outcome"] == "refused" and out["reason"] == "delivery" and "MessageSizeTooLarge" in out["detail"], out
+
     missing = difflsrec("follow", "--topic", f"nothing-{suffix}", "--timeout", "1", env=env)
     assert missing.returncode == 1 and f"error: topic 'nothing-{suffix}' does not exist on {kafka_bootstrap}" in missing.stderr, missing.stderr
 
@@ -186,12 +201,6 @@ def test_send_checks_its_options_before_it_contacts_kafka(tmp_path):
 
 
 def test_require_reachable_takes_any_answering_server_and_fails_fast_without_one():
-    import socket
-
-    from kafka.errors import KafkaConnectionError
-
-    from stream.topics import require_reachable
-
     with socket.create_server(("127.0.0.1", 0)) as listening:
         port = listening.getsockname()[1]
         require_reachable(f"nohost.invalid:9092, 127.0.0.1:{find_free_port()},127.0.0.1:{port}")  # the third answers
