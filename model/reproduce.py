@@ -11,7 +11,9 @@ paper's are from full-ranking ones. Runs shared between parts (the full model, K
 trained once. Results are rewritten after every run, and each finished run is kept in ``DIR/runs/<hash>.npz`` (nothing
 pickled: ``model.run_file``) under a hash of everything that determines it (data, model, overrides, seed, training settings), so rerunning the same
 command resumes where it stopped; a run interrupted mid-way goes on from its last finished epoch (its training
-checkpoint, ``DIR/runs/<hash>.checkpoint.pt``, deleted once the run is kept). Several invocations on the same ``--out`` (e.g. the same command once per
+checkpoint, ``DIR/runs/<hash>.checkpoint.pt``, deleted once the run is kept). Each finished run's best-validation
+model is kept too, as an artifact in ``DIR/runs/<hash>.model/`` (``report.json`` ``models`` maps run labels to
+them): evaluate it, serve it, or take it apart (``benchmarks/fusion_parts.py``) without training again. Several invocations on the same ``--out`` (e.g. the same command once per
 core or GPU, or with different ``--parts`` / ``--models``) share the work: each run is claimed with a lock
 file, and the last invocation to finish writes the complete report.
 """
@@ -136,7 +138,8 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
             cfg = dataclasses.replace(spec.train, seed=r.seed)
             # a run killed mid-way goes on from its last finished epoch when the command is run again
             checkpoint = path.with_suffix(".checkpoint.pt")
-            done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives, checkpoint=checkpoint)
+            done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives, checkpoint=checkpoint,
+                                          save_dir=model_dir(path))
             save_run(done[r.key], path)
             checkpoint.unlink(missing_ok=True)  # the run file is the result; its training state is not needed
         finally:
@@ -152,10 +155,18 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     return _report(parts, done, data, spec, dataset_name, time.perf_counter() - started, unique, paths, out)
 
 
+def model_dir(run_path: Path) -> Path:
+    """Where a finished run's model artifact is kept, beside its run file."""
+    return run_path.with_suffix(".model")
+
+
 def _report(parts, done, data, spec, dataset_name, seconds, unique, paths, out: Path) -> dict:
-    """Build and write the report: the tables, the runs still missing, and every run's validation curve."""
+    """Build and write the report: the tables, the runs still missing, the kept models and every run's
+    validation curve."""
     checkpoints = _unfinished_checkpoints(unique, done, paths)  # read once: the pending list and the curves use them
     report = _with_pending(build_report(parts, done, data, spec, dataset_name, seconds), unique, done, paths, checkpoints)
+    # runs finished before models were kept (or copied without them) have none
+    report["models"] = {unique[key].label: str(model_dir(paths[key]).relative_to(out)) for key in unique if key in done and (model_dir(paths[key]) / "manifest.json").exists()}
     curves = validation_curves(unique, done, checkpoints)
     if curves:
         _curves_plot(curves, out / "valid_curves.png")
@@ -444,6 +455,10 @@ def to_markdown(report: dict) -> str:
     if report.get("valid_curves_png"):
         lines += ["## Validation curves", "", f"![validation NDCG@10 per epoch]({report['valid_curves_png']})", ""]
     lines += _pending_lines(report.get("pending", []))
+    if report.get("models"):
+        lines += [f"## Trained models ({len(report['models'])})", "",
+                  "Each run's best-validation model, as an artifact (`difflsrec evaluate --artifact`, `difflsrec worker --artifact`):", "",
+                  "| run | artifact |", "|---|---|", *[f"| {label} | `{path}` |" for label, path in sorted(report["models"].items())], ""]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from model.artifact import load_artifact
 from model.reproduce import ABLATION, ReproduceSpec, claims, improvement, plan
 from tests.processes import kill_when
 
@@ -108,6 +109,16 @@ def test_reproduce_cli_on_tiny_ml100k(ml100k_file, isolated_home, tmp_path):
     for png in ("ablation.png", "embedding_size.png", "valid_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert report["valid_curves_png"] == "valid_curves.png" and "![validation NDCG@10 per epoch](valid_curves.png)" in md
+
+    # every run's best-validation model is kept as an artifact that evaluates to the run's validation score
+    assert len(report["models"]) == 24 and "## Trained models (24)" in md
+    (label,) = [label for label in report["models"] if label.startswith("difflsrec {'d': 16") and label.endswith("seed 1")]  # labels name --set overrides
+    kept = load_artifact(out / report["models"][label])
+    assert kept.manifest["model"] == "difflsrec" and kept.manifest["data_hash"] == report["data_hash"]
+    check = subprocess.run([sys.executable, "-m", "difflsrec.cli", "evaluate", "--artifact", str(out / report["models"][label]),
+                            "--input", str(ml100k_file), "--users", "40", "--on", "valid"], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert f"NDCG@10        {kept.manifest['metrics']['valid']['NDCG@10']:.4f}" in check.stdout, check.stdout
 
     # the same command again resumes from DIR/runs: nothing is trained, the report is the same
     assert len(list((out / "runs").glob("*.npz"))) == (7 + 4 + 1) * 2
