@@ -90,7 +90,8 @@ def replay(
     out: Path = typer.Option(None, help="directory for replay.json and the PNG plots"),
 ) -> None:
     """Replay history through the live system (interactions -> worker -> recommendations) and score it."""
-    from bootstrap.replay import ReplayOptions, replay as run_replay, write_report
+    from bootstrap.replay import ReplayOptions, write_report
+    from bootstrap.replay import replay as run_replay
     from stream.settings import WorkerSettings
 
     if speed and rate:

@@ -14,7 +14,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 #: epochs without a better validation NDCG@10 before training stops (`train`, `benchmark`, `reproduce`;
 #: the periodic `bootstrap` retraining keeps 5 and `demo` 2, to stay short). 20, not
 #: 10 (the default until 2026-12-06): on ml-100k patience 10 stopped DiffLSRec on its mid-training plateau

@@ -119,7 +119,7 @@ def train_config(
 @app.command()
 def models() -> None:
     """List the registered models and their default hyper-parameters."""
-    from model.registry import get, make_config, available
+    from model.registry import available, get, make_config
 
     for name in available():
         cfg = dataclasses.asdict(make_config(name))
@@ -210,8 +210,8 @@ def train(
 
     The run's state is saved after every epoch, so the same command run again after an interruption goes on
     from the last finished epoch and ends where an uninterrupted run would have."""
-    from model.benchmark import train_and_test, fit_features
     from model.batching import FeatureView
+    from model.benchmark import fit_features, train_and_test
 
     names = model_names(model, option="--model")
     if len(names) != 1:
@@ -296,7 +296,8 @@ def reproduce(
     no_train: bool = typer.Option(False, "--no-train", help="train nothing: write the report from the runs already in DIR/runs"),
 ) -> None:
     """Reproduce the paper's Table 1, ablation (Fig. 3) and embedding-size study (Fig. 2) on your data."""
-    from model.reproduce import PARTS, ReproduceSpec, reproduce as run_reproduce
+    from model.reproduce import PARTS, ReproduceSpec
+    from model.reproduce import reproduce as run_reproduce
 
     if preset == "paper":
         users = users or 10_000

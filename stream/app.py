@@ -375,7 +375,6 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, st
 
 def load_bundle(settings: WorkerSettings) -> ModelBundle:
     from difflsrec.settings import resolve_device
-
     from index.faiss_blas import blas_report, faiss
 
     if settings.threads:

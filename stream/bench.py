@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.process import PASSTHROUGH, WORKER, WorkerProcess, cpu_seconds, settings_env
 from stream.loadgen import HarnessLoop, OutputCollector, PacedProducer
+from stream.process import PASSTHROUGH, WORKER, WorkerProcess, cpu_seconds, settings_env
 from stream.producer import EventProducer
 
 log = logging.getLogger(__name__)

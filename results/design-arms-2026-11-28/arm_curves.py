@@ -1,4 +1,6 @@
-import re, sys
+import re
+import sys
+
 text = open(sys.argv[1], errors="replace").read().replace("\r", "\n")
 arms, cur = [], None
 for line in text.splitlines():

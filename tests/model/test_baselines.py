@@ -8,10 +8,9 @@ import torch
 
 from model import registry
 from model.baselines.gru4rec import GRU4Rec
-from model.batching import left_align
 from model.baselines.pop import Pop
 from model.baselines.sasrec import SASRec
-from model.batching import FeatureView, SeqBatch, TrainBatches, eval_batches
+from model.batching import FeatureView, SeqBatch, TrainBatches, eval_batches, left_align
 from model.data.dataset import PAD_TOKEN, PreparedDataset, Sequences, Split
 from model.features import FeatureStats
 from model.losses import catalogue_scores

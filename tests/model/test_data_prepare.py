@@ -6,7 +6,6 @@ import logging
 
 import numpy as np
 import pytest
-
 from typer.testing import CliRunner
 
 from model.data import prepare as prepare_module
