@@ -77,6 +77,8 @@ def load_model(artifact_dir: Path | None, checkpoint: Path | None, data):
     payload = _read(checkpoint, "")
     if payload.get("model_name") != "difflsrec":
         raise SystemExit(f"{checkpoint} is a {payload.get('model_name')} checkpoint, not DiffLSRec's")
+    if payload["best_state"] is None:
+        raise SystemExit(f"{checkpoint} has no validated weights yet (saved before its first validation)")
     stats = fit_features(data)
     model = build("difflsrec", data.sequences.n_items, stats)
     model.load_state_dict(payload["best_state"])
@@ -142,6 +144,8 @@ def main() -> None:
     parser.add_argument("--on", default="valid,test")
     parser.add_argument("--json", type=Path, help="write the report here too")
     args = parser.parse_args()
+    if not args.on or set(args.on.split(",")) - {"valid", "test"}:
+        parser.error(f"--on takes valid and/or test, not {args.on!r}")
     torch.set_num_threads(1)
     report = run(args.artifact, args.checkpoint, args.input, args.users, args.kcore, args.seed, args.split, args.on.split(","))
     print(f"{report['model']}, {report['inference_steps']} inference steps")

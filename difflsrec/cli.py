@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 
 import typer
@@ -45,28 +46,28 @@ def _root(
     apply_threads(threads or CommonSettings().threads)
 
 
+#: (module, class) of the errors a user's input or environment causes beside OSError and ValueError
+_USER_ERRORS = (
+    ("kafka.errors", "KafkaError"), ("aiokafka.errors", "KafkaError"), ("bootstrap.registry", "RegistryError"),
+    ("index.storage", "IndexIntegrityError"), ("model.artifact", "ArtifactError"), ("model.checkpoint", "CheckpointError"),
+    ("stream.kafka.launcher", "KafkaLauncherError"),
+)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The errors a user's input or environment causes (a missing file, a bad value, no broker): shown as one
-    line, not as a traceback. Any other exception is a bug and keeps its traceback."""
-    from aiokafka.errors import KafkaError as AIOKafkaError
-    from kafka.errors import KafkaError
-
-    from bootstrap.registry import RegistryError
-    from index.storage import IndexIntegrityError
-    from model.artifact import ArtifactError
-    from model.checkpoint import CheckpointError
-    from stream.kafka.launcher import KafkaLauncherError
-
-    return (OSError, ValueError, KafkaError, AIOKafkaError, ArtifactError, CheckpointError, RegistryError, IndexIntegrityError, KafkaLauncherError)
+    line, not as a traceback. Any other exception is a bug and keeps its traceback. Only the classes of modules
+    already imported: no other can have been raised, and importing them (torch, with model.artifact) cost every
+    command ~2 s at exit, when this tuple is built for click's SystemExit."""
+    loaded = [getattr(sys.modules[module], name) for module, name in _USER_ERRORS if module in sys.modules]
+    return (OSError, ValueError, *loaded)
 
 
 def _hint(error: BaseException) -> str:
-    from model.checkpoint import CheckpointError
-
     # by name: kafka-python and aiokafka each define these classes
     if type(error).__name__ in ("KafkaConnectionError", "KafkaTimeoutError", "NoBrokersAvailable"):
         return "no Kafka broker answers: start one with `difflsrec kafka start`, or point KAFKA_BOOTSTRAP_SERVERS at yours"
-    if isinstance(error, CheckpointError):
+    if type(error).__name__ == "CheckpointError" and type(error).__module__ == "model.checkpoint":
         return "`difflsrec train --no-resume` starts that run over; for `benchmark` and `reproduce` use a new --out"
     return ""
 

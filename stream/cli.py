@@ -87,17 +87,20 @@ def send(
 ) -> None:
     """Publish interaction events keyed by user id, checked with the worker's own rules first; --wait prints what the worker answered."""
     from difflsrec.progress import progress
-    from stream.console import Position, await_answers, describe_refused, event_from_options, format_dead_letter, format_recommendation, numbered_lines, outcome_json, publish, refused_json
+    from stream.console import Sender, describe_refused, event_from_options, format_dead_letter, format_recommendation, numbered_lines, outcome_json, refused_json
     from stream.producer import EventProducer, TopicReader
-    from stream.schemas import DeadLetter, Recommendation
+    from stream.schemas import Recommendation
     from stream.topics import ensure_topics, require_reachable
 
     if (file is None) == (user is None and item is None) or (file is None and (user is None or item is None)):
         raise typer.BadParameter("give one event with --user and --item, or a file of events with --file", param_hint="--user/--item/--file")
     if file is not None and any(v is not None for v in (timestamp, event_id, event_type, rating)):
         raise typer.BadParameter("--timestamp, --event-id, --event-type and --rating describe the one event of --user/--item; a file's lines carry their own", param_hint="--file")
-    if file is not None and str(file) != "-" and not file.is_file():
-        raise FileNotFoundError(f"event file not found: {file}")
+    if file is not None and str(file) != "-":  # anything that opens is fine: a pipe such as <(zcat x.gz) too
+        if not file.exists():
+            raise FileNotFoundError(f"event file not found: {file}")
+        if file.is_dir():
+            raise IsADirectoryError(f"{file} is a directory, not an event file")
     settings = _kafka_settings(bootstrap, interactions_topic=topic)
     if file is None:
         lines, source = [(1, event_from_options(user, item, timestamp, event_id, event_type, rating))], None
@@ -105,47 +108,69 @@ def send(
         lines, source = numbered_lines(file), str(file)
     require_reachable(settings.bootstrap_servers)
     ensure_topics(settings)  # as the worker creates them: none auto-created with the broker's partition count
-    readers = []
+
+    def on_refused(refused) -> None:
+        typer.echo(refused_json(refused) if as_json else describe_refused(refused, source), err=not as_json)
+
+    def on_sent(sent) -> None:  # without --wait
+        if as_json:
+            typer.echo(outcome_json(sent, None, waited=False))
+        elif file is None:
+            typer.echo(f"sent: user {sent.event.user_id}, item {sent.event.item_id}, event {sent.event.event_id} -> {sent.position}")
+
+    def on_answer(sent, answer) -> None:  # with --wait
+        if as_json:
+            typer.echo(outcome_json(sent, answer, waited=True))
+        elif answer is None:
+            typer.echo(f"{sent.event.user_id}: no answer to event {sent.event.event_id or sent.position} within {timeout:g} s")
+        else:
+            typer.echo(format_recommendation(answer) if isinstance(answer, Recommendation) else format_dead_letter(answer))
+
+    readers, sender, interrupted = [], None, False
+    bar = progress(desc="send", unit="ev", disable=file is None or not sys.stderr.isatty())  # a few lines need no bar
     try:
         if wait:  # positioned at the ends before the first event goes out, so no answer can be missed
             for name in (settings.recommendations_topic, settings.dlq_topic):
                 readers.append(TopicReader(settings.bootstrap_servers, name, from_beginning=False, allow_auto_create_topics=False))
                 readers[-1].wait_for_assignment()
         with EventProducer(settings.bootstrap_servers, settings.interactions_topic) as producer:
-            bar = progress(desc="send", unit="ev", disable=file is None or not sys.stderr.isatty())  # a few lines need no bar
-            published = publish(producer, lines, settings.event_limits(), on_progress=bar.update)
-            bar.close()
-        answers: dict[Position, Recommendation | DeadLetter] = await_answers(readers, published.sent, timeout) if wait else {}
+            sender = Sender(producer, settings.event_limits(), on_refused=on_refused, on_sent=lambda s: (on_sent(s), bar.update()), on_answer=lambda s, a: (on_answer(s, a), bar.update()), readers=readers)
+            try:
+                sender.send(lines)
+                sender.finish(timeout)
+            except KeyboardInterrupt:
+                # what was published is still confirmed and reported (a second Ctrl-C stops that too)
+                interrupted = True
+                sender.confirm()
+                sender.give_up()
+            except BaseException:
+                sender.confirm()  # the events before a read error are reported, then the error
+                sender.give_up()
+                raise
     finally:
+        bar.close()
         for reader in readers:
             reader.close()
-
-    for refused in published.refused:
-        typer.echo(refused_json(refused) if as_json else describe_refused(refused, source), err=not as_json)
-    for sent in published.sent:
-        answer = answers.get(sent.position)
-        if as_json:
-            typer.echo(outcome_json(sent, answer, wait))
-        elif isinstance(answer, Recommendation):
-            typer.echo(format_recommendation(answer))
-        elif isinstance(answer, DeadLetter):
-            typer.echo(format_dead_letter(answer))
-        elif wait:
-            typer.echo(f"{sent.event.user_id}: no answer to event {sent.event.event_id or sent.position} within {timeout:g} s")
-        elif file is None:
-            typer.echo(f"sent: user {sent.event.user_id}, item {sent.event.item_id}, event {sent.event.event_id} -> {sent.position}")
-    letters = sum(isinstance(a, DeadLetter) for a in answers.values())
-    unanswered = len(published.sent) - len(answers) if wait else 0
-    summary = f"sent {len(published.sent)} event(s) to {settings.interactions_topic} on {settings.bootstrap_servers}"
-    if published.refused:
-        summary += f"; {len(published.refused)} refused"
-    if wait:
-        summary += f"; answers: {len(answers) - letters} recommendation(s), {letters} dead letter(s), {unanswered} none"
-    typer.echo(summary, err=True)
-    if unanswered:
-        typer.echo("hint: no answer means no worker consumed the events: is `difflsrec worker` running on this cluster?", err=True)
-    if published.refused or letters or unanswered:
+        if sender is not None:
+            _send_summary(sender.tally, settings, wait, interrupted)
+    t = sender.tally
+    if interrupted:
+        raise typer.Exit(130)
+    if t.refused or t.undelivered or t.dead_letters or t.unanswered:
         raise typer.Exit(1)
+
+
+def _send_summary(t, settings, wait: bool, interrupted: bool) -> None:
+    summary = f"sent {t.sent} event(s) to {settings.interactions_topic} on {settings.bootstrap_servers}"
+    if t.refused or t.undelivered:
+        summary += f"; {t.refused} refused, {t.undelivered} not delivered"
+    if wait:
+        summary += f"; answers: {t.recommendations} recommendation(s), {t.dead_letters} dead letter(s), {t.unanswered} none"
+    if interrupted:
+        summary += f"; interrupted after line {t.last_line}: the lines after it were not read"
+    typer.echo(summary, err=True)
+    if t.unanswered and not interrupted:
+        typer.echo(f"hint: no answer means no worker consumed the events: is `difflsrec worker` running on this cluster and reading {settings.interactions_topic}?", err=True)
 
 
 @app.command()
@@ -171,16 +196,22 @@ def follow(
     name = topic or {"recommendations": settings.recommendations_topic, "dlq": settings.dlq_topic, "interactions": settings.interactions_topic}[what]
     if not topic_exists(settings.bootstrap_servers, name):
         raise ValueError(f"topic {name!r} does not exist on {settings.bootstrap_servers}: `difflsrec worker` creates its topics when it starts")
-    printed = 0
-    with TopicReader(settings.bootstrap_servers, name, from_beginning=from_beginning, allow_auto_create_topics=False) as reader:
-        reader.wait_for_assignment()
-        typer.echo(f"following {name} on {settings.bootstrap_servers}" + (f", user {user}" if user else "") + (" from the beginning" if from_beginning else ""), err=True)
-        try:
-            printed = follow_topic(reader, what, typer.echo, user=user, count=count, idle_timeout=timeout, as_json=as_json)
-        except KeyboardInterrupt:
-            pass
-    if count is not None and printed < count:
-        typer.echo(f"{printed} of {count} record(s) within {timeout:g} s without a new one", err=True)
+    printed: list[int] = [0]
+
+    def echo(text: str) -> None:
+        typer.echo(text)
+        printed[0] += 1
+
+    try:
+        with TopicReader(settings.bootstrap_servers, name, from_beginning=from_beginning, allow_auto_create_topics=False) as reader:
+            reader.wait_for_assignment()
+            typer.echo(f"following {name} on {settings.bootstrap_servers}" + (f", user {user}" if user else "") + (" from the beginning" if from_beginning else ""), err=True)
+            follow_topic(reader, what, echo, user=user, count=count, idle_timeout=timeout, as_json=as_json)
+    except KeyboardInterrupt:  # Ctrl-C is how a follow without --count ends
+        typer.echo(f"interrupted after {printed[0]} record(s)" + (f" of {count}" if count is not None else ""), err=True)
+        raise typer.Exit(130) from None
+    if count is not None and printed[0] < count:
+        typer.echo(f"{printed[0]} of {count} record(s) within {timeout:g} s without a new one", err=True)
         raise typer.Exit(1)
 
 

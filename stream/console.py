@@ -12,10 +12,16 @@ which every recommendation and dead letter carries: no event id is needed.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import math
+import queue
 import sys
+import threading
 import time
 import uuid
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,8 +33,12 @@ from pydantic import ValidationError
 from stream.producer import EventProducer, TopicReader
 from stream.schemas import DeadLetter, InteractionEvent, Limits, Reason, Recommendation, check_event
 
-#: Sent events whose delivery is confirmed together (bounds the pending futures a large file holds).
+#: Sent events whose delivery is confirmed together (bounds the pending futures a large file holds), and the
+#: seconds of a quiet input after which pending events are confirmed anyway (each outcome shows as it happens).
 CONFIRM_EVERY = 5000
+CONFIRM_AFTER = 0.2
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 #: Bytes of a rejected record shown by the human-readable format.
 RAW_SHOWN = 200
 
@@ -57,12 +67,6 @@ class Refused:
     detail: str
 
 
-@dataclass
-class Published:
-    sent: list[Sent]
-    refused: list[Refused]
-
-
 def event_from_options(user: str, item: str, timestamp: str | None = None, event_id: str | None = None,
                        event_type: str | None = None, rating: float | None = None, now: float | None = None) -> bytes:
     """One event as the JSON a producer would write. ``timestamp`` as the user typed it (epoch seconds or
@@ -81,83 +85,176 @@ def event_from_options(user: str, item: str, timestamp: str | None = None, event
 
 
 def numbered_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines of a JSON-lines file (``-``: standard input; ``.gz``: gzip), with 1-based numbers."""
-    if str(path) == "-":
-        stream = sys.stdin.buffer
-    elif str(path).endswith(".gz"):
-        stream = gzip.open(path, "rb")
-    else:
-        stream = open(path, "rb")  # noqa: SIM115 (closed below; stdin is not ours to close)
+    """Non-blank lines of a JSON-lines file with 1-based numbers: ``-`` is standard input, gzip is recognised by
+    its magic bytes (any name, stdin too), a UTF-8 byte-order mark is dropped. A truncated or corrupt gzip
+    stream ends with a ``ValueError`` that names the file and the last line read."""
+    name = "stdin" if str(path) == "-" else str(path)
+    raw = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below; stdin is not ours to close)
+    number = 0
     try:
+        buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+        stream = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered
         for number, line in enumerate(stream, 1):
-            if line.strip():
-                yield number, line.strip()
+            line = line.strip()
+            if number == 1 and line.startswith(UTF8_BOM):
+                line = line[len(UTF8_BOM):]
+            if line:
+                yield number, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(f"{name}: unreadable gzip after line {number}: {error}") from error
     finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
+        if raw is not sys.stdin.buffer:
+            raw.close()
 
 
-def publish(producer: EventProducer, lines: Iterable[tuple[int, bytes]], limits: Limits,
-            on_progress: Callable[[int], None] = lambda n: None, delivery_timeout: float = 30.0) -> Published:
-    """Check each numbered raw event with the worker's rules, publish the valid ones in their normal form
-    (:meth:`EventProducer.encode`) keyed by user id, and wait until Kafka has acknowledged each (its
-    position) or refused it. The size limit applies to what is published, not to the line: a line's extra
-    fields (a review's text, say) are dropped, not sent."""
-    published = Published([], [])
-    pending: list[tuple[int, InteractionEvent, Any]] = []
-    unbounded = limits.model_copy(update={"max_event_bytes": sys.maxsize})
-    for number, raw in lines:
-        checked = check_event(raw, unbounded)
-        if not isinstance(checked, tuple) and len(value := producer.encode(checked)) > limits.max_event_bytes:
-            checked = Reason.OVERSIZE, f"{len(value)} bytes > max_event_bytes={limits.max_event_bytes}"
-        if isinstance(checked, tuple):
-            reason, detail = checked
-            published.refused.append(Refused(number, reason.value, detail))
-            continue
-        pending.append((number, checked, producer.send_raw(checked.user_id.encode(), value)))
-        if len(pending) >= CONFIRM_EVERY:
-            _confirm(producer, pending, published, delivery_timeout, on_progress)
-    _confirm(producer, pending, published, delivery_timeout, on_progress)
-    return published
+@dataclass
+class Tally:
+    """What a :class:`Sender` has done so far (the summary line)."""
+
+    read: int = 0  # event lines read
+    last_line: int = 0
+    sent: int = 0
+    refused: int = 0
+    undelivered: int = 0
+    recommendations: int = 0
+    dead_letters: int = 0
+    unanswered: int = 0
 
 
-def _confirm(producer, pending, published: Published, timeout: float, on_progress) -> None:
-    from kafka.errors import KafkaError
+class Sender:
+    """Checks each numbered raw event with the worker's rules and publishes the valid ones in their normal form
+    (:meth:`EventProducer.encode`) keyed by user id, reporting every outcome as soon as it is known: refused
+    (with the worker's reason), not delivered (Kafka's error), sent (its position) and, with ``readers`` (the
+    recommendations and DLQ topics, positioned before the first event went out), the worker's answer or its
+    absence. Only the events not yet confirmed or answered are held, so a file of any size streams through.
 
-    try:
-        producer.flush(timeout)
-    except KafkaError:
-        pass  # each future below says which events did not make it
-    for number, event, future in pending:
-        try:
-            meta = future.get(timeout=timeout)
-        except KafkaError as error:
-            published.refused.append(Refused(number, "delivery", f"{type(error).__name__}: {error}"))
-        else:
-            published.sent.append(Sent(number, event, Position(meta.topic, meta.partition, meta.offset)))
-    on_progress(len(pending))
-    pending.clear()
+    The size limit applies to what is published, not to the line: a line's extra fields (a review's text,
+    say) are dropped, not sent."""
 
+    def __init__(self, producer: EventProducer, limits: Limits, *, on_refused: Callable[[Refused], None],
+                 on_sent: Callable[[Sent], None], on_answer: Callable[[Sent, Recommendation | DeadLetter | None], None],
+                 readers: list[TopicReader] | None = None, confirm_every: int = CONFIRM_EVERY, confirm_after: float = CONFIRM_AFTER):
+        self.producer, self.limits, self.readers = producer, limits, readers or []
+        self.on_refused, self.on_sent, self.on_answer = on_refused, on_sent, on_answer
+        self.confirm_every, self.confirm_after = confirm_every, confirm_after
+        self.tally = Tally()
+        self._pending: deque[tuple[int, InteractionEvent, Any]] = deque()
+        self._waiting: dict[Position, Sent] = {}  # sent, not yet answered (with readers)
+        self._unbounded = limits.model_copy(update={"max_event_bytes": sys.maxsize})
 
-def await_answers(readers: list[TopicReader], sent: list[Sent], idle_timeout: float) -> dict[Position, Recommendation | DeadLetter]:
-    """The recommendation or dead letter of each sent event, read from ``readers`` (the recommendations
-    and DLQ topics, positioned before the events went out), until every event has one or ``idle_timeout``
-    seconds pass without a new one. Events without an answer are absent from the result."""
-    waiting = {s.position for s in sent}
-    answers: dict[Position, Recommendation | DeadLetter] = {}
-    idle_since = time.monotonic()
-    while waiting and time.monotonic() - idle_since < idle_timeout:
-        for reader in readers:
-            for record, _ in reader.poll(0.1):
+    def send(self, lines: Iterable[tuple[int, bytes]]) -> None:
+        """Publish every line of ``lines`` (read by a thread of its own, so that a quiet input, a person typing
+        or a ``tail -f``, still has its last events confirmed and answered within ``confirm_after`` seconds)."""
+        for item in _read_ahead(lines, self.confirm_after):
+            if item is None:  # the input is quiet: report what is pending instead of waiting for more
+                self.confirm()
+                if self._waiting:
+                    self._collect(0.0)
+                continue
+            number, raw = item
+            self.tally.read += 1
+            self.tally.last_line = number
+            checked = check_event(raw, self._unbounded)
+            if not isinstance(checked, tuple) and len(value := self.producer.encode(checked)) > self.limits.max_event_bytes:
+                checked = Reason.OVERSIZE, f"{len(value)} bytes > max_event_bytes={self.limits.max_event_bytes}"
+            if isinstance(checked, tuple):
+                self.tally.refused += 1
+                self.on_refused(Refused(number, checked[0].value, checked[1]))
+                continue
+            self._pending.append((number, checked, self.producer.send_raw(checked.user_id.encode(), value)))
+            if len(self._pending) >= self.confirm_every:
+                self.confirm()
+                if self._waiting:
+                    self._collect(0.0)
+
+    def confirm(self) -> None:
+        """Wait until Kafka has taken or refused every event published so far. ``flush`` returns when each
+        record is delivered or has failed for good (the producer's ``delivery_timeout_ms``, 120 s by default):
+        an outcome is never guessed from a shorter wait, which once reported a delivered event as lost."""
+        from kafka.errors import KafkaError
+
+        if not self._pending:
+            return
+        self.producer.flush()
+        while self._pending:
+            # taken off before it is reported: a Ctrl-C during a report must not report it twice
+            number, event, future = self._pending.popleft()
+            try:
+                meta = future.get(timeout=0)  # resolved by the flush above
+            except KafkaError as error:
+                self.tally.undelivered += 1
+                self.on_refused(Refused(number, "delivery", str(error) or type(error).__name__))
+                continue
+            sent = Sent(number, event, Position(meta.topic, meta.partition, meta.offset))
+            self.tally.sent += 1
+            if self.readers:
+                self._waiting[sent.position] = sent
+            else:
+                self.on_sent(sent)
+
+    def finish(self, idle_timeout: float) -> None:
+        """Confirm the rest and, with readers, wait for the answers still missing until every event has one
+        or ``idle_timeout`` seconds pass without a new one; the rest are reported unanswered."""
+        self.confirm()
+        idle_since = time.monotonic()
+        while self._waiting and time.monotonic() - idle_since < idle_timeout:
+            if self._collect(0.1):
+                idle_since = time.monotonic()
+        self.give_up()
+
+    def give_up(self) -> None:
+        """Report every event still waiting for an answer as unanswered."""
+        for sent in self._waiting.values():
+            self.tally.unanswered += 1
+            self.on_answer(sent, None)
+        self._waiting.clear()
+
+    def _collect(self, timeout: float) -> int:
+        """Answers that arrived within ``timeout`` seconds, reported; how many matched a waiting event."""
+        matched = 0
+        for reader in self.readers:
+            for record, _ in reader.poll(timeout):
                 answer = _answer(record)
-                if answer is None:
-                    continue
-                position = answer_position(answer)
-                if position in waiting:  # the first answer counts; at-least-once may deliver a second
-                    waiting.discard(position)
-                    answers[position] = answer
-                    idle_since = time.monotonic()
-    return answers
+                sent = self._waiting.pop(answer_position(answer), None) if answer is not None else None
+                if sent is None:
+                    continue  # another producer's event, or a second answer (at-least-once redelivery)
+                matched += 1
+                if isinstance(answer, DeadLetter):
+                    self.tally.dead_letters += 1
+                else:
+                    self.tally.recommendations += 1
+                self.on_answer(sent, answer)
+        return matched
+
+
+_END = object()
+
+
+def _read_ahead(lines: Iterable[tuple[int, bytes]], quiet: float, depth: int = 10_000) -> Iterator[tuple[int, bytes] | None]:
+    """``lines``, read by a daemon thread into a bounded queue; ``None`` whenever ``quiet`` seconds pass without a
+    line. An error reading the input is raised here, after the lines before it."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+
+    def read() -> None:
+        try:
+            for item in lines:
+                q.put(item)
+            q.put(_END)
+        except BaseException as error:  # handed to the consumer, which raises it in its own thread
+            q.put(error)
+
+    threading.Thread(target=read, name="send-input", daemon=True).start()
+    while True:
+        try:
+            item = q.get(timeout=quiet)
+        except queue.Empty:
+            yield None
+            continue
+        if item is _END:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def answer_position(answer: Recommendation | DeadLetter) -> Position:
@@ -180,7 +277,15 @@ def _answer(record) -> Recommendation | DeadLetter | None:
 # ---- formats ---------------------------------------------------------------------------------------------
 
 def _when(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    """UTC time of an epoch value; the number itself when it is no time a calendar has (a foreign record's)."""
+    try:
+        return datetime.fromtimestamp(epoch_seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    except (OverflowError, OSError, ValueError):
+        return f"epoch {epoch_seconds!r}"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no NaN or infinity
 
 
 def format_recommendation(rec: Recommendation) -> str:
@@ -209,7 +314,7 @@ def format_dead_letter(letter: DeadLetter) -> str:
 def dead_letter_json(letter: DeadLetter) -> dict:
     return {
         "reason": letter.reason.value, "detail": letter.detail, "topic": letter.topic, "partition": letter.partition,
-        "offset": letter.offset, "rejected_at": letter.rejected_at, "raw": letter.raw.decode("utf-8", "backslashreplace"),
+        "offset": letter.offset, "rejected_at": _finite(letter.rejected_at), "raw": letter.raw.decode("utf-8", "backslashreplace"),
     }
 
 
@@ -220,7 +325,7 @@ def format_record(kind: str, record, as_json: bool) -> str:
     try:
         if kind == "recommendations":
             rec = Recommendation.model_validate_json(value)
-            return value.decode() if as_json else format_recommendation(rec)
+            return _one_line_json(value) if as_json else format_recommendation(rec)
         if kind == "dlq":
             letter = DeadLetter.from_message(value, record.headers)
             return json.dumps(dead_letter_json(letter)) if as_json else format_dead_letter(letter)
@@ -232,15 +337,34 @@ def format_record(kind: str, record, as_json: bool) -> str:
         return f"{where}: unreadable as {kind} ({detail}): {value[:RAW_SHOWN]!r}"
     text = value.decode("utf-8", "backslashreplace")
     if as_json:
-        return text
+        try:
+            return _one_line_json(value)
+        except ValueError:  # a malformed event: still one JSON object per line
+            return json.dumps({"unreadable": where, "error": "not JSON", "value": text}, ensure_ascii=False)
     key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else "(no key)"
     return f"{where} {key}: {text}"
 
 
+def _one_line_json(value: bytes) -> str:
+    """A JSON message as one line (it may have been written across several); ValueError when it is not JSON."""
+    return json.dumps(json.loads(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def _user_of_raw_event(value: bytes) -> str | None:
+    """The ``user_id`` inside a rejected event's bytes, when there is one to read."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return None
+    user = body.get("user_id") if isinstance(body, dict) else None
+    return str(user) if isinstance(user, str | int) and not isinstance(user, bool) else None
+
+
 def follow(reader: TopicReader, kind: str, echo: Callable[[str], None], user: str | None = None,
            count: int | None = None, idle_timeout: float | None = None, as_json: bool = False) -> int:
-    """Print the records of ``reader``'s topic (only ``user``'s: records are keyed by user id) until ``count``
-    were printed or ``idle_timeout`` seconds pass without one (None: until interrupted). Returns how many."""
+    """Print the records of ``reader``'s topic (only ``user``'s: records are keyed by user id; a dead letter also
+    when the rejected event names the user, whatever its key) until ``count`` were printed or ``idle_timeout``
+    seconds pass without one (None: until interrupted). Returns how many."""
     key = user.encode() if user is not None else None
     printed = 0
     idle_since = time.monotonic()
@@ -248,7 +372,7 @@ def follow(reader: TopicReader, kind: str, echo: Callable[[str], None], user: st
         if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
             break
         for record, _ in reader.poll(0.2):
-            if key is not None and record.key != key:
+            if key is not None and record.key != key and not (kind == "dlq" and _user_of_raw_event(record.value or b"") == user):
                 continue
             echo(format_record(kind, record, as_json))
             printed += 1
@@ -271,16 +395,16 @@ def outcome_json(sent: Sent, answer: Recommendation | DeadLetter | None, waited:
         body["outcome"], body["dead_letter"] = "dead_letter", dead_letter_json(answer)
     else:
         body["outcome"] = "no_answer"
-    return json.dumps(body)
+    return json.dumps(body, ensure_ascii=False)
 
 
 def refused_json(refused: Refused) -> str:
-    return json.dumps({"line": refused.line, "outcome": "refused", "reason": refused.reason, "detail": refused.detail})
+    return json.dumps({"line": refused.line, "outcome": "refused", "reason": refused.reason, "detail": refused.detail}, ensure_ascii=False)
 
 
 def describe_refused(refused: Refused, source: str | None) -> str:
     """``source``: the file the event came from (None: the command line's options)."""
-    where = f"{source} line {refused.line}" if source is not None else "the event"
+    where = f"{'stdin' if source == '-' else source} line {refused.line}" if source is not None else "the event"
     if refused.reason == "delivery":
         return f"{where}: not delivered: {refused.detail}"
     return f"{where}: refused, {refused.reason}: {refused.detail} (the worker would dead-letter it)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,10 +19,11 @@ from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaConnectionError
 
-from stream.console import event_from_options, format_recommendation, format_record, numbered_lines
+from stream.console import dead_letter_json, event_from_options, format_dead_letter, format_recommendation, format_record, numbered_lines
 from stream.kafka import find_free_port
 from stream.process import settings_env
-from stream.schemas import EventSource, Limits, Reason, Recommendation, RecommendedItem, check_event
+from stream.producer import EventProducer
+from stream.schemas import DeadLetter, EventSource, Limits, Reason, Recommendation, RecommendedItem, check_event
 from stream.topics import require_reachable
 from tests.stream.helpers import load, offline_top_n
 from tests.stream.worker_harness import Deployment
@@ -57,6 +59,19 @@ def test_numbered_lines_skip_blank_lines_keep_their_numbers_and_read_gzip(tmp_pa
     plain.write_bytes(b"\n".join(lines) + b"\n")
     packed.write_bytes(gzip.compress(b"\n".join(lines)))
     assert list(numbered_lines(plain)) == list(numbered_lines(packed)) == [(1, b'{"a": 1}'), (4, b'{"b": 2}')]
+    # gzip is known by its bytes, not its name; a UTF-8 byte-order mark is not part of line 1's JSON
+    misnamed, bom = tmp_path / "e.GZ.txt", tmp_path / "bom.jsonl"
+    misnamed.write_bytes(packed.read_bytes())
+    bom.write_bytes(b"\xef\xbb\xbf" + b"\n".join(lines))
+    assert list(numbered_lines(misnamed)) == list(numbered_lines(bom)) == [(1, b'{"a": 1}'), (4, b'{"b": 2}')]
+    # a gzip cut short: the lines before the cut, then an error that names the file and the place
+    many = b"".join(json.dumps({"n": n, "pad": "x" * 40}).encode() + b"\n" for n in range(5000))
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(many)[:2000])
+    got = []
+    with pytest.raises(ValueError, match=r"cut.jsonl.gz: unreadable gzip after line \d+: Compressed file ended"):
+        got.extend(numbered_lines(truncated))
+    assert got and [n for n, _ in got] == list(range(1, len(got) + 1))
 
 
 def _recommendation(**changes) -> Recommendation:
@@ -82,6 +97,28 @@ def test_a_record_not_of_its_topics_shape_is_shown_not_dropped():
     assert format_record("recommendations", record, as_json=False).startswith("out/0/5: unreadable as recommendations (")
     assert json.loads(format_record("dlq", record, as_json=True))["value"] == "garbage"  # no headers: not a dead letter
     assert format_record("interactions", record, as_json=False) == "out/0/5 u1: garbage"
+    # a malformed raw event is still one JSON object per line in --json, and a multi-line JSON value one line
+    assert json.loads(format_record("interactions", record, as_json=True)) == {"unreadable": "out/0/5", "error": "not JSON", "value": "garbage"}
+    spread = record._replace(value=b'{"user_id": "u1",\n "item_id": "i2"}')
+    assert format_record("interactions", spread, as_json=True) == '{"user_id":"u1","item_id":"i2"}'
+
+
+def test_times_no_calendar_has_are_shown_not_fatal():
+    far = _recommendation(event_time=1e20)
+    assert "at epoch 1e+20 " in format_recommendation(far)
+    for when in (1e20, float("inf"), float("nan")):
+        letter = DeadLetter(reason=Reason.NOT_JSON, detail="d", topic="in", partition=0, offset=1, rejected_at=when, raw=b"x")
+        assert "rejected at epoch " in format_dead_letter(letter)
+        json.loads(json.dumps(dead_letter_json(letter), allow_nan=False))  # valid JSON: no NaN or Infinity
+
+
+def test_events_are_published_as_utf8_not_escaped():
+    """An event of three 256-character CJK ids is 2.4 KB as its user wrote it; \\u-escaped it was 4.7 KB, over the
+    worker's 4,096-byte limit, and was refused as oversize although the worker would have taken the line."""
+    line = json.dumps({"user_id": "字" * 256, "item_id": "字" * 256, "event_id": "字" * 256, "timestamp": 978343200}, ensure_ascii=False).encode()
+    event = check_event(line, Limits())
+    value = EventProducer.encode(event)
+    assert len(value) <= 4096 and check_event(value, Limits()) == event
 
 
 # ---- on the broker, with a worker ---------------------------------------------------------------------------
@@ -154,6 +191,11 @@ def test_send_and_follow_as_a_user_uses_them(deployment, env, tiny_artifact_dir)
     letters = difflsrec("follow", "dlq", "--from-beginning", "--count", "1", "--timeout", "30", "--json", env=env)
     (letter,) = json_lines(letters.stdout)
     assert letter["reason"] == "timestamp_out_of_range" and json.loads(letter["raw"])["user_id"] == "cli-c"
+    # a dead letter keyed wrongly is found by the user the rejected event names
+    with deployment.producer() as producer:
+        producer.send_raw(b"not-cli-d", json.dumps({"user_id": "cli-d", "item_id": "i1", "timestamp": 978343200}).encode())
+    mine = difflsrec("follow", "dlq", "--user", "cli-d", "--from-beginning", "--count", "1", "--timeout", "60", "--json", env=env)
+    assert [d["reason"] for d in json_lines(mine.stdout)] == ["key_mismatch"], mine.stdout + mine.stderr
     events = difflsrec("follow", "interactions", "--user", "cli-b", "--from-beginning", "--count", "1", "--timeout", "30", "--json", env=env)
     assert json_lines(events.stdout) == [{"user_id": "cli-b", "item_id": "i4", "timestamp": 978343400.0, "event_id": "b1"}]
 
@@ -182,6 +224,31 @@ def test_send_without_a_worker_says_nobody_answered_and_follow_names_a_missing_t
     (out,) = json_lines(too_big.stdout)
     assert out["outcome"] == "refused" and out["reason"] == "delivery" and "MessageSizeTooLarge" in out["detail"], out
 
+    # a pipe that stays open: each event's outcome shows while the input waits; Ctrl-C reports what was sent
+    typing = subprocess.Popen([sys.executable, "-m", "difflsrec.cli", "send", "--file", "-", "--json"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        for n in range(2):
+            typing.stdin.write(json.dumps({"user_id": "u2", "item_id": f"i{n}", "timestamp": 978343200 + n}).encode() + b"\n")
+            typing.stdin.flush()
+            line = typing.stdout.readline()  # before any more input: not held back until the end
+            assert json.loads(line)["outcome"] == "sent" and json.loads(line)["line"] == n + 1, line
+        typing.send_signal(signal.SIGINT)
+        out, err = typing.communicate(timeout=60)
+    finally:
+        typing.kill()
+    assert typing.returncode == 130, err
+    assert f"sent 2 event(s) to lonely-in-{suffix}" in err.decode() and "interrupted after line 2" in err.decode(), err
+    watching = subprocess.Popen([sys.executable, "-m", "difflsrec.cli", "follow", "--count", "3"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, **env})
+    try:
+        assert b"following lonely-out-" in watching.stderr.readline()
+        watching.send_signal(signal.SIGINT)
+        out, err = watching.communicate(timeout=60)
+    finally:
+        watching.kill()
+    assert watching.returncode == 130 and b"interrupted after 0 record(s) of 3" in err, err
+
     missing = difflsrec("follow", "--topic", f"nothing-{suffix}", "--timeout", "1", env=env)
     assert missing.returncode == 1 and f"error: topic 'nothing-{suffix}' does not exist on {kafka_bootstrap}" in missing.stderr, missing.stderr
 
@@ -196,6 +263,8 @@ def test_send_checks_its_options_before_it_contacts_kafka(tmp_path):
     assert mixed.returncode == 2 and "a file's lines carry their own" in mixed.stderr
     missing = difflsrec("send", "--file", str(tmp_path / "e.jsonl"), env=nobody)
     assert missing.returncode == 1 and f"error: event file not found: {tmp_path / 'e.jsonl'}" in missing.stderr
+    folder = difflsrec("send", "--file", str(tmp_path), env=nobody)
+    assert folder.returncode == 1 and f"error: {tmp_path} is a directory, not an event file" in folder.stderr
     no_broker = difflsrec("send", "--user", "u1", "--item", "i1", env=nobody)
     assert no_broker.returncode == 1 and "hint: no Kafka broker answers" in no_broker.stderr, no_broker.stderr
 
