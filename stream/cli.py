@@ -80,7 +80,7 @@ def send(
     rating: Annotated[Optional[float], typer.Option()] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="JSON lines, one event per line, as the interactions topic takes them ('-': standard input; .gz: gzip)")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="wait for each event's recommendation (or dead letter) and print it")] = False,
-    timeout: Annotated[float, typer.Option(min=0.1, help="with --wait: seconds without a new answer before giving up on the rest")] = 30.0,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, help="with --wait: seconds without a new answer before giving up on the rest (default 30)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per event on stdout (position, and with --wait the answer)")] = False,
     bootstrap: Annotated[Optional[str], typer.Option(help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)")] = None,
     topic: Annotated[Optional[str], typer.Option(help="interactions topic (env DIFFLSREC_INTERACTIONS_TOPIC)")] = None,
@@ -96,6 +96,9 @@ def send(
         raise typer.BadParameter("give one event with --user and --item, or a file of events with --file", param_hint="--user/--item/--file")
     if file is not None and any(v is not None for v in (timestamp, event_id, event_type, rating)):
         raise typer.BadParameter("--timestamp, --event-id, --event-type and --rating describe the one event of --user/--item; a file's lines carry their own", param_hint="--file")
+    if timeout is not None and not wait:
+        raise typer.BadParameter("--timeout is how long --wait waits for answers; without --wait nothing waits", param_hint="--timeout")
+    timeout = 30.0 if timeout is None else timeout
     if file is not None and str(file) != "-":  # anything that opens is fine: a pipe such as <(zcat x.gz) too
         if not file.exists():
             raise FileNotFoundError(f"event file not found: {file}")

@@ -11,6 +11,7 @@ which every recommendation and dead letter carries: no event id is needed.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import json
@@ -89,7 +90,9 @@ def numbered_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
     its magic bytes (any name, stdin too), a UTF-8 byte-order mark is dropped. A truncated or corrupt gzip
     stream ends with a ``ValueError`` that names the file and the last line read."""
     name = "stdin" if str(path) == "-" else str(path)
-    raw = sys.stdin.buffer if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below; stdin is not ours to close)
+    # stdin through a reader of our own (closefd=False): the thread that reads it may still be blocked in a read
+    # when the interpreter exits, and Python aborts ("could not acquire lock for <stdin>") if that is sys.stdin's
+    raw = open(sys.stdin.fileno(), "rb", closefd=False) if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     number = 0
     try:
         buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
@@ -103,8 +106,7 @@ def numbered_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise ValueError(f"{name}: unreadable gzip after line {number}: {error}") from error
     finally:
-        if raw is not sys.stdin.buffer:
-            raw.close()
+        raw.close()
 
 
 @dataclass
@@ -315,6 +317,7 @@ def dead_letter_json(letter: DeadLetter) -> dict:
     return {
         "reason": letter.reason.value, "detail": letter.detail, "topic": letter.topic, "partition": letter.partition,
         "offset": letter.offset, "rejected_at": _finite(letter.rejected_at), "raw": letter.raw.decode("utf-8", "backslashreplace"),
+        "raw_base64": base64.b64encode(letter.raw).decode(),  # exact, where "raw" shows a byte and a literal "\\xff" alike
     }
 
 

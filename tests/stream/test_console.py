@@ -3,6 +3,7 @@ worker on the real broker, and the pieces of stream/console.py on their own."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
@@ -191,6 +192,7 @@ def test_send_and_follow_as_a_user_uses_them(deployment, env, tiny_artifact_dir)
     letters = difflsrec("follow", "dlq", "--from-beginning", "--count", "1", "--timeout", "30", "--json", env=env)
     (letter,) = json_lines(letters.stdout)
     assert letter["reason"] == "timestamp_out_of_range" and json.loads(letter["raw"])["user_id"] == "cli-c"
+    assert base64.b64decode(letter["raw_base64"]) == letter["raw"].encode()
     # a dead letter keyed wrongly is found by the user the rejected event names
     with deployment.producer() as producer:
         producer.send_raw(b"not-cli-d", json.dumps({"user_id": "cli-d", "item_id": "i1", "timestamp": 978343200}).encode())
@@ -263,6 +265,8 @@ def test_send_checks_its_options_before_it_contacts_kafka(tmp_path):
     assert mixed.returncode == 2 and "a file's lines carry their own" in mixed.stderr
     missing = difflsrec("send", "--file", str(tmp_path / "e.jsonl"), env=nobody)
     assert missing.returncode == 1 and f"error: event file not found: {tmp_path / 'e.jsonl'}" in missing.stderr
+    idle = difflsrec("send", "--user", "u1", "--item", "i1", "--timeout", "5", env=nobody)
+    assert idle.returncode == 2 and "without --wait nothing waits" in idle.stderr
     folder = difflsrec("send", "--file", str(tmp_path), env=nobody)
     assert folder.returncode == 1 and f"error: {tmp_path} is a directory, not an event file" in folder.stderr
     no_broker = difflsrec("send", "--user", "u1", "--item", "i1", env=nobody)
