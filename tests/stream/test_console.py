@@ -36,6 +36,12 @@ def difflsrec(*args: str, env: dict, stdin: str | None = None, timeout: float = 
                           timeout=timeout, env={**os.environ, "COLUMNS": "250", **env}, check=False)
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT's default disposition in the child, as a terminal's Ctrl-C finds it: a test run started in the
+    background (``nohup ... &``, as CI may be) ignores SIGINT, and Python then never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -228,7 +234,7 @@ def test_send_without_a_worker_says_nobody_answered_and_follow_names_a_missing_t
 
     # a pipe that stays open: each event's outcome shows while the input waits; Ctrl-C reports what was sent
     typing = subprocess.Popen([sys.executable, "-m", "difflsrec.cli", "send", "--file", "-", "--json"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env}, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
         for n in range(2):
             typing.stdin.write(json.dumps({"user_id": "u2", "item_id": f"i{n}", "timestamp": 978343200 + n}).encode() + b"\n")
@@ -242,7 +248,7 @@ def test_send_without_a_worker_says_nobody_answered_and_follow_names_a_missing_t
     assert typing.returncode == 130, err
     assert f"sent 2 event(s) to lonely-in-{suffix}" in err.decode() and "interrupted after line 2" in err.decode(), err
     watching = subprocess.Popen([sys.executable, "-m", "difflsrec.cli", "follow", "--count", "3"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env={**os.environ, **env})
+                                stderr=subprocess.PIPE, env={**os.environ, **env}, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
         assert b"following lonely-out-" in watching.stderr.readline()
         watching.send_signal(signal.SIGINT)
