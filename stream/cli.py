@@ -125,11 +125,12 @@ def send(
         if as_json:
             typer.echo(outcome_json(sent, answer, waited=True))
         elif answer is None:
-            typer.echo(f"{sent.event.user_id}: no answer to event {sent.event.event_id or sent.position} within {timeout:g} s")
+            waited = "not waited for (stopped early)" if stopped_early else f"within {timeout:g} s"
+            typer.echo(f"{sent.event.user_id}: no answer to event {sent.event.event_id or sent.position} {waited}")
         else:
             typer.echo(format_recommendation(answer) if isinstance(answer, Recommendation) else format_dead_letter(answer))
 
-    readers, sender, interrupted = [], None, False
+    readers, sender, interrupted, stopped_early = [], None, False, False
     bar = progress(desc="send", unit="ev", disable=file is None or not sys.stderr.isatty())  # a few lines need no bar
     try:
         if wait:  # positioned at the ends before the first event goes out, so no answer can be missed
@@ -143,10 +144,11 @@ def send(
                 sender.finish(timeout)
             except KeyboardInterrupt:
                 # what was published is still confirmed and reported (a second Ctrl-C stops that too)
-                interrupted = True
+                interrupted = stopped_early = True
                 sender.confirm()
                 sender.give_up()
             except BaseException:
+                stopped_early = True
                 sender.confirm()  # the events before a read error are reported, then the error
                 sender.give_up()
                 raise

@@ -23,7 +23,7 @@ from kafka.errors import KafkaConnectionError
 from stream.console import dead_letter_json, event_from_options, format_dead_letter, format_recommendation, format_record, numbered_lines
 from stream.kafka import find_free_port
 from stream.process import settings_env
-from stream.producer import EventProducer
+from stream.producer import EventProducer, TopicReader
 from stream.schemas import DeadLetter, EventSource, Limits, Reason, Recommendation, RecommendedItem, check_event
 from stream.topics import require_reachable
 from tests.stream.helpers import load, offline_top_n
@@ -247,6 +247,21 @@ def test_send_without_a_worker_says_nobody_answered_and_follow_names_a_missing_t
         typing.kill()
     assert typing.returncode == 130, err
     assert f"sent 2 event(s) to lonely-in-{suffix}" in err.decode() and "interrupted after line 2" in err.decode(), err
+    # with --wait, Ctrl-C says which events it stopped waiting for (not "no answer within 30 s")
+    waiting = subprocess.Popen([sys.executable, "-m", "difflsrec.cli", "send", "--file", "-", "--wait"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env}, preexec_fn=_ctrl_c_as_at_a_terminal)
+    try:
+        waiting.stdin.write(json.dumps({"user_id": "u3", "item_id": "i1", "timestamp": 978343200, "event_id": "w1"}).encode() + b"\n")
+        waiting.stdin.flush()
+        with TopicReader(kafka_bootstrap, f"lonely-in-{suffix}") as published:  # on the topic: now waiting for its answer
+            assert any(record.key == b"u3" for record in published.records(timeout=30))
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 130 and out.decode().strip() == "u3: no answer to event w1 not waited for (stopped early)", (out, err)
+    assert "answers: 0 recommendation(s), 0 dead letter(s), 1 none; interrupted after line 1" in err.decode(), err
+
     watching = subprocess.Popen([sys.executable, "-m", "difflsrec.cli", "follow", "--count", "3"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env={**os.environ, **env}, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
