@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.artifact import load_artifact  # noqa: E402
 from model.batching import FeatureView, eval_batches  # noqa: E402
 from model.benchmark import fit_features  # noqa: E402
-from model.checkpoint import _read, describe  # noqa: E402
+from model.checkpoint import best_weights  # noqa: E402
 from model.data.cli import prepare_options  # noqa: E402
 from model.data.formats import ReadOptions  # noqa: E402
 from model.data.prepare import prepare  # noqa: E402
@@ -74,15 +74,14 @@ def load_model(artifact_dir: Path | None, checkpoint: Path | None, data):
         if art.manifest["data_hash"] != data.hash:
             raise SystemExit(f"the artifact was trained on dataset {art.manifest['data_hash'][:12]}, these options give {data.hash[:12]}")
         return art.model, art.stats, f"{artifact_dir} (version {art.version})"
-    payload = _read(checkpoint, "")
-    if payload.get("model_name") != "difflsrec":
-        raise SystemExit(f"{checkpoint} is a {payload.get('model_name')} checkpoint, not DiffLSRec's")
-    if payload["best_state"] is None:
+    weights, progress = best_weights(checkpoint)
+    if progress["model"] != "difflsrec":
+        raise SystemExit(f"{checkpoint} is a {progress['model']} checkpoint, not DiffLSRec's")
+    if weights is None:
         raise SystemExit(f"{checkpoint} has no validated weights yet (saved before its first validation)")
     stats = fit_features(data)
     model = build("difflsrec", data.sequences.n_items, stats)
-    model.load_state_dict(payload["best_state"])
-    progress = describe(checkpoint)
+    model.load_state_dict(weights)
     return model, stats, f"{checkpoint} (best epoch {progress['best_epoch']} of {progress['epoch']} so far, validation NDCG@10 {progress['best_score']:.4f})"
 
 

@@ -110,7 +110,17 @@ def describe(path: Path) -> dict:
     """Where the run of the checkpoint at ``path`` stands, without a model to load it into: ``model`` (None
     in checkpoints written before 2026-12-06, which did not record it), ``epoch``, ``best_epoch``,
     ``best_score``, ``stale``, ``seconds`` and the per-epoch ``history``. Raises :class:`CheckpointError`."""
+    return _described(_read(Path(path)))
+
+
+def best_weights(path: Path) -> tuple[dict | None, dict]:
+    """The best-validation weights of the checkpoint at ``path`` (None before its first validation) and its
+    :func:`describe`, from one read of the file. Raises :class:`CheckpointError`."""
     payload = _read(Path(path))
+    return payload["best_state"], _described(payload)
+
+
+def _described(payload: dict) -> dict:
     meta = json.loads(payload["progress"])
     keep = ("epoch", "best_epoch", "best_score", "stale", "seconds", "history")
     return {"model": payload.get("model_name"), "fingerprint": payload["fingerprint"], **{k: meta[k] for k in keep}}

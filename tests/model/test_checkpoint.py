@@ -14,7 +14,7 @@ import torch
 
 from model import registry
 from model.batching import FeatureView
-from model.checkpoint import CheckpointError, describe
+from model.checkpoint import CheckpointError, best_weights, describe
 from model.training import TrainConfig, seed_everything, train
 from tests.model.toy import toy_dataset, toy_stats
 from tests.processes import kill_when
@@ -113,9 +113,12 @@ def test_checkpoints_load_without_unpickling_objects(tmp_path):
 
 def test_describe_reads_a_checkpoint_without_its_model(tmp_path):
     ckpt = tmp_path / "ckpt.pt"
-    _, result = _train("gru4rec", _cfg(epochs=3), ckpt)
+    model, result = _train("gru4rec", _cfg(epochs=3), ckpt)
     d = describe(ckpt)
     assert d["model"] == "gru4rec" and d["epoch"] == 3 and d["best_epoch"] == result.best_epoch
+    weights, same = best_weights(ckpt)  # one read: the best weights and the same description
+    assert same == d and weights.keys() == model.state_dict().keys()
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # train() ends on the best weights
     assert _without_seconds(d["history"]) == _without_seconds(result.history)
     assert d["best_score"] == pytest.approx(max(row["valid_NDCG@10"] for row in result.history))
     ckpt.write_bytes(b"junk")
