@@ -116,12 +116,14 @@ def send(
         typer.echo(refused_json(refused) if as_json else describe_refused(refused, source), err=not as_json)
 
     def on_sent(sent) -> None:  # without --wait
+        bar.update()
         if as_json:
             typer.echo(outcome_json(sent, None, waited=False))
         elif file is None:
             typer.echo(f"sent: user {sent.event.user_id}, item {sent.event.item_id}, event {sent.event.event_id} -> {sent.position}")
 
     def on_answer(sent, answer) -> None:  # with --wait
+        bar.update()
         if as_json:
             typer.echo(outcome_json(sent, answer, waited=True))
         elif answer is None:
@@ -138,7 +140,7 @@ def send(
                 readers.append(TopicReader(settings.bootstrap_servers, name, from_beginning=False, allow_auto_create_topics=False))
                 readers[-1].wait_for_assignment()
         with EventProducer(settings.bootstrap_servers, settings.interactions_topic) as producer:
-            sender = Sender(producer, settings.event_limits(), on_refused=on_refused, on_sent=lambda s: (on_sent(s), bar.update()), on_answer=lambda s, a: (on_answer(s, a), bar.update()), readers=readers)
+            sender = Sender(producer, settings.event_limits(), on_refused=on_refused, on_sent=on_sent, on_answer=on_answer, readers=readers)
             try:
                 sender.send(lines)
                 sender.finish(timeout)

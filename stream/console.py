@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
 import json
 import math
 import queue
@@ -32,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stream.producer import EventProducer, TopicReader
-from stream.schemas import DeadLetter, InteractionEvent, Limits, Reason, Recommendation, check_event
+from stream.schemas import DeadLetter, InteractionEvent, Limits, Recommendation, check_event, oversize
 
 #: Sent events whose delivery is confirmed together (bounds the pending futures a large file holds), and the
 #: seconds of a quiet input after which pending events are confirmed anyway (each outcome shows as it happens).
@@ -95,8 +94,7 @@ def numbered_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
     raw = open(sys.stdin.fileno(), "rb", closefd=False) if str(path) == "-" else open(path, "rb")  # noqa: SIM115 (closed below)
     number = 0
     try:
-        buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
-        stream = gzip.GzipFile(fileobj=buffered) if buffered.peek(2)[:2] == GZIP_MAGIC else buffered
+        stream = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == GZIP_MAGIC else raw  # open(..., "rb") buffers: peek
         for number, line in enumerate(stream, 1):
             line = line.strip()
             if number == 1 and line.startswith(UTF8_BOM):
@@ -113,8 +111,7 @@ def numbered_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
 class Tally:
     """What a :class:`Sender` has done so far (the summary line)."""
 
-    read: int = 0  # event lines read
-    last_line: int = 0
+    last_line: int = 0  # of the last event line read
     sent: int = 0
     refused: int = 0
     undelivered: int = 0
@@ -142,7 +139,6 @@ class Sender:
         self.tally = Tally()
         self._pending: deque[tuple[int, InteractionEvent, Any]] = deque()
         self._waiting: dict[Position, Sent] = {}  # sent, not yet answered (with readers)
-        self._unbounded = limits.model_copy(update={"max_event_bytes": sys.maxsize})
 
     def send(self, lines: Iterable[tuple[int, bytes]]) -> None:
         """Publish every line of ``lines`` (read by a thread of its own, so that a quiet input, a person typing
@@ -154,11 +150,11 @@ class Sender:
                     self._collect(0.0)
                 continue
             number, raw = item
-            self.tally.read += 1
             self.tally.last_line = number
-            checked = check_event(raw, self._unbounded)
-            if not isinstance(checked, tuple) and len(value := self.producer.encode(checked)) > self.limits.max_event_bytes:
-                checked = Reason.OVERSIZE, f"{len(value)} bytes > max_event_bytes={self.limits.max_event_bytes}"
+            checked = check_event(raw, self.limits, check_size=False)
+            if not isinstance(checked, tuple):
+                value = self.producer.encode(checked)
+                checked = oversize(value, self.limits) or checked
             if isinstance(checked, tuple):
                 self.tally.refused += 1
                 self.on_refused(Refused(number, checked[0].value, checked[1]))

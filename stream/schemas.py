@@ -175,12 +175,13 @@ def parse_event(key: bytes | None, raw: bytes | None, limits: Limits, now: float
     return event
 
 
-def check_event(raw: bytes | None, limits: Limits, now: float | None = None) -> InteractionEvent | tuple[Reason, str]:
+def check_event(raw: bytes | None, limits: Limits, now: float | None = None, check_size: bool = True) -> InteractionEvent | tuple[Reason, str]:
     """Every check of :func:`parse_event` but the key's (``difflsrec send`` checks lines with it before it
-    keys them itself): a valid event, or ``(reason, detail)``."""
+    keys them itself): a valid event, or ``(reason, detail)``. ``check_size=False`` leaves the size to the
+    caller (``send`` publishes a normal form of the line, and :func:`oversize` checks that instead)."""
     raw = raw or b""
-    if len(raw) > limits.max_event_bytes:
-        return Reason.OVERSIZE, f"{len(raw)} bytes > max_event_bytes={limits.max_event_bytes}"
+    if check_size and (too_big := oversize(raw, limits)):
+        return too_big
     try:
         event = InteractionEvent.model_validate_json(raw)
     except ValidationError as error:
@@ -189,6 +190,13 @@ def check_event(raw: bytes | None, limits: Limits, now: float | None = None) -> 
     if not limits.min_event_time <= event.timestamp <= now + limits.max_future_skew:
         return Reason.TIMESTAMP_OUT_OF_RANGE, f"timestamp {event.timestamp:.3f} outside [{limits.min_event_time:.0f}, now + {limits.max_future_skew:.0f}s]"
     return event
+
+
+def oversize(value: bytes, limits: Limits) -> tuple[Reason, str] | None:
+    """``(Reason.OVERSIZE, detail)`` when ``value`` is over the size limit, else None."""
+    if len(value) > limits.max_event_bytes:
+        return Reason.OVERSIZE, f"{len(value)} bytes > max_event_bytes={limits.max_event_bytes}"
+    return None
 
 
 def _reason_of(error: ValidationError) -> tuple[Reason, str]:
