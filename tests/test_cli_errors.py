@@ -4,17 +4,8 @@ in a subprocess."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from stream.kafka import find_free_port
-
-
-def difflsrec(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "difflsrec.cli", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False,
-    )
+from tests.processes import difflsrec
 
 
 def test_a_missing_input_file_is_one_line_and_verbose_keeps_the_traceback(tmp_path):

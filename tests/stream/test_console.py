@@ -4,6 +4,7 @@ worker on the real broker, and the pieces of stream/console.py on their own."""
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import os
@@ -26,14 +27,11 @@ from stream.process import settings_env
 from stream.producer import EventProducer, TopicReader
 from stream.schemas import DeadLetter, EventSource, Limits, Reason, Recommendation, RecommendedItem, check_event
 from stream.topics import require_reachable
+from tests.processes import difflsrec as run_difflsrec
 from tests.stream.helpers import load, offline_top_n
 from tests.stream.worker_harness import Deployment
 
-
-def difflsrec(*args: str, env: dict, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    # COLUMNS: typer's boxed usage errors wrap at the terminal's width
-    return subprocess.run([sys.executable, "-m", "difflsrec.cli", *args], input=stdin, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "250", **env}, check=False)
+difflsrec = functools.partial(run_difflsrec, timeout=120)
 
 
 def _ctrl_c_as_at_a_terminal() -> None:
