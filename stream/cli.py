@@ -90,7 +90,7 @@ def send(
     from stream.console import Sender, describe_refused, event_from_options, format_dead_letter, format_recommendation, numbered_lines, outcome_json, refused_json
     from stream.producer import EventProducer, TopicReader
     from stream.schemas import Recommendation
-    from stream.topics import ensure_topics, require_reachable
+    from stream.topics import ensure_topics, partition_count, require_reachable
 
     if (file is None) == (user is None and item is None) or (file is None and (user is None or item is None)):
         raise typer.BadParameter("give one event with --user and --item, or a file of events with --file", param_hint="--user/--item/--file")
@@ -110,7 +110,10 @@ def send(
     else:
         lines, source = numbered_lines(file), str(file)
     require_reachable(settings.bootstrap_servers)
-    ensure_topics(settings)  # as the worker creates them: none auto-created with the broker's partition count
+    new_topic = partition_count(settings.bootstrap_servers, settings.interactions_topic) is None
+    partitions = ensure_topics(settings)  # as the worker creates them: none auto-created with the broker's partition count
+    if new_topic:  # first use of a cluster, or a mistyped --topic: no worker has read it yet
+        typer.echo(f"created topic {settings.interactions_topic} ({partitions} partitions) on {settings.bootstrap_servers}: it did not exist", err=True)
 
     def on_refused(refused) -> None:
         typer.echo(refused_json(refused) if as_json else describe_refused(refused, source), err=not as_json)
@@ -183,7 +186,7 @@ def _send_summary(t, settings, wait: bool, interrupted: bool) -> None:
 @app.command()
 def follow(
     what: Annotated[str, typer.Argument(help="recommendations, dlq (dead letters) or interactions (raw events)")] = "recommendations",
-    user: Annotated[Optional[str], typer.Option(help="only this user's records (the topics are keyed by user id)")] = None,
+    user: Annotated[Optional[str], typer.Option(help="only this user's records (the topics are keyed by user id; recommendations are read from the user's one partition)")] = None,
     from_beginning: Annotated[bool, typer.Option("--from-beginning", help="read the topic from its start (default: only records that arrive from now on)")] = False,
     count: Annotated[Optional[int], typer.Option(min=1, help="stop after this many records (exit code 1 if fewer came)")] = None,
     timeout: Annotated[Optional[float], typer.Option(min=0.1, help="stop after this many seconds without a record (default: until Ctrl-C)")] = None,
@@ -194,15 +197,20 @@ def follow(
     """Print a topic's records as they arrive: recommendation lists, dead letters with their reason, or raw events."""
     from stream.console import follow as follow_topic
     from stream.producer import TopicReader
-    from stream.topics import require_reachable, topic_exists
+    from stream.topics import key_partition, partition_count, require_reachable
 
     if what not in FOLLOWED:
         raise typer.BadParameter(f"follow one of {', '.join(FOLLOWED)}, not {what!r}", param_hint="WHAT")
     settings = _kafka_settings(bootstrap)
     require_reachable(settings.bootstrap_servers)
     name = topic or {"recommendations": settings.recommendations_topic, "dlq": settings.dlq_topic, "interactions": settings.interactions_topic}[what]
-    if not topic_exists(settings.bootstrap_servers, name):
+    partitions = partition_count(settings.bootstrap_servers, name)
+    if partitions is None:
         raise ValueError(f"topic {name!r} does not exist on {settings.bootstrap_servers}: `difflsrec worker` creates its topics when it starts")
+    # The worker publishes a user's recommendations with Kafka's default partitioner, so they are all in one
+    # partition: read only that one. Events and dead letters are keyed by whoever produced them (librdkafka's
+    # default partitioner is not Kafka's; a dead letter keeps its event's key): every partition.
+    only = [key_partition(user.encode(), partitions)] if user is not None and what == "recommendations" else None
     printed: list[int] = [0]
 
     def echo(text: str) -> None:
@@ -210,9 +218,10 @@ def follow(
         printed[0] += 1
 
     try:
-        with TopicReader(settings.bootstrap_servers, name, from_beginning=from_beginning, allow_auto_create_topics=False) as reader:
+        with TopicReader(settings.bootstrap_servers, name, from_beginning=from_beginning, partitions=only, allow_auto_create_topics=False) as reader:
             reader.wait_for_assignment()
-            typer.echo(f"following {name} on {settings.bootstrap_servers}" + (f", user {user}" if user else "") + (" from the beginning" if from_beginning else ""), err=True)
+            where = f"{name} (partition {only[0]} of {partitions})" if only else name
+            typer.echo(f"following {where} on {settings.bootstrap_servers}" + (f", user {user}" if user else "") + (" from the beginning" if from_beginning else ""), err=True)
             follow_topic(reader, what, echo, user=user, count=count, idle_timeout=timeout, as_json=as_json)
     except KeyboardInterrupt:  # Ctrl-C is how a follow without --count ends
         typer.echo(f"interrupted after {printed[0]} record(s)" + (f" of {count}" if count is not None else ""), err=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.schemas import DeadLetter, InteractionEvent, Recommendation
 from stream.settings import kafka_python_config
@@ -60,14 +60,18 @@ class EventProducer:
 
 
 class TopicReader:
-    """Reads a topic from the beginning (no consumer group, every partition), with receive times."""
+    """Reads a topic from the beginning or from now on (no consumer group; every partition, or only
+    ``partitions``), with receive times."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, from_beginning: bool = True, **config: Any):
+    def __init__(self, bootstrap_servers: str, topic: str, from_beginning: bool = True, partitions: Iterable[int] | None = None, **config: Any):
         self.topic = topic
-        self._consumer = KafkaConsumer(
-            topic, **kafka_python_config(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-                                         auto_offset_reset="earliest" if from_beginning else "latest", **config),
-        )
+        config = kafka_python_config(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
+                                     auto_offset_reset="earliest" if from_beginning else "latest", **config)
+        if partitions is None:
+            self._consumer = KafkaConsumer(topic, **config)
+        else:
+            self._consumer = KafkaConsumer(**config)
+            self._consumer.assign([TopicPartition(topic, p) for p in partitions])
 
     def wait_for_assignment(self, timeout: float = 30.0) -> None:
         """Block until the consumer is assigned its partitions and positioned, so that nothing published

@@ -12,6 +12,7 @@ import socket
 
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from stream.settings import WorkerSettings, kafka_python_config
 
@@ -66,9 +67,16 @@ def ensure_updates_topic(bootstrap_servers: str, topic: str, replication: int = 
         _create_if_missing(admin, topic, 1, replication)
 
 
-def topic_exists(bootstrap_servers: str, topic: str) -> bool:
+def partition_count(bootstrap_servers: str, topic: str) -> int | None:
+    """How many partitions ``topic`` has; None when it does not exist."""
     with KafkaAdminClient(**kafka_python_config(bootstrap_servers=bootstrap_servers, client_id="difflsrec-admin")) as admin:
-        return topic in admin.list_topics()
+        return _partition_count(admin, topic)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client, kafka-python, and aiokafka under
+    Faust compute it) gives a record with this key: where the worker's recommendations for a user go."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def require_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:

@@ -191,6 +191,8 @@ def test_send_and_follow_as_a_user_uses_them(deployment, env, tiny_artifact_dir)
     heads = [line for line in followed.stdout.splitlines() if not line.startswith(" ")]
     assert len(heads) == 2 and all(h.startswith("cli-a: 5 items after event ") for h in heads), followed.stdout
     assert "event a1 at 2001-01-01 10:00:00.000Z" in heads[0]
+    # read from cli-a's one partition: the one its events went to (the topics have the same partition count)
+    assert f"(partition {outcome['partition']} of " in followed.stderr, followed.stderr
     as_json = difflsrec("follow", "recommendations", "--user", "cli-b", "--from-beginning", "--count", "1", "--timeout", "30", "--json", env=env)
     assert [r["event_id"] for r in json_lines(as_json.stdout)] == ["b1"], as_json.stdout + as_json.stderr
     letters = difflsrec("follow", "dlq", "--from-beginning", "--count", "1", "--timeout", "30", "--json", env=env)
@@ -219,12 +221,14 @@ def test_send_without_a_worker_says_nobody_answered_and_follow_names_a_missing_t
     assert result.returncode == 1
     assert "u1: no answer to event cli-" in result.stdout and "within 2 s" in result.stdout, result.stdout
     assert "hint: no answer means no worker consumed the events" in result.stderr, result.stderr
+    assert f"created topic lonely-in-{suffix} (2 partitions) on {kafka_bootstrap}: it did not exist" in result.stderr, result.stderr
 
     # an event the broker refuses (this topic takes record batches of at most 250 bytes): reported, exit 1
     with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as admin:
         admin.create_topics([NewTopic(f"tiny-{suffix}", 1, 1, topic_configs={"max.message.bytes": "250"})], wait_for_metadata=True)
     fits = difflsrec("send", "--topic", f"tiny-{suffix}", "--user", "u1", "--item", "i1", "--json", env=env)
     assert fits.returncode == 0 and json_lines(fits.stdout)[0]["outcome"] == "sent", fits.stdout + fits.stderr
+    assert "created topic" not in fits.stderr  # it existed
     too_big = difflsrec("send", "--topic", f"tiny-{suffix}", "--user", "u1", "--item", "i" * 250, "--json", env=env)
     assert too_big.returncode == 1, too_big.stderr
     (out,) = json_lines(too_big.stdout)

@@ -53,3 +53,29 @@ def test_the_model_updates_topic_is_created_with_one_partition_before_the_first_
     assert _partitions(kafka_bootstrap, name) == 1
     ensure_updates_topic(kafka_bootstrap, name)  # idempotent
     assert _partitions(kafka_bootstrap, name) == 1
+
+
+def test_a_users_partition_is_where_fausts_producer_and_kafka_python_put_its_records():
+    """``follow --user`` reads only ``key_partition``'s partition of the recommendations, which the worker
+    publishes through Faust's aiokafka producer; events sent with kafka-python land there too."""
+    from aiokafka.partitioner import DefaultPartitioner as FaustSide
+    from kafka.partitioner.default import murmur2
+
+    from stream.topics import key_partition
+
+    faust_side = FaustSide()
+    keys = [f"user-{i}".encode() for i in range(300)] + ["用户-7".encode(), b"", b"A" * 500]
+    for partitions in (1, 3, 8, 13):
+        everything = list(range(partitions))
+        got = [key_partition(key, partitions) for key in keys]
+        assert got == [faust_side(key, everything, everything) for key in keys]
+        assert got == [(murmur2(key) & 0x7FFFFFFF) % partitions for key in keys]  # kafka-python's DefaultPartitioner
+        assert partitions == 1 or len(set(got)) == partitions  # spread over every partition, not a constant
+
+
+@pytest.mark.kafka
+def test_partition_count_of_a_topic_or_none_when_it_is_missing(kafka_bootstrap, kafka_topic):
+    from stream.topics import partition_count
+
+    assert partition_count(kafka_bootstrap, kafka_topic(partitions=3, prefix="count")) == 3
+    assert partition_count(kafka_bootstrap, "no-such-topic-here") is None
