@@ -176,7 +176,7 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
     version = new_version()
 
     def write(staging: Path) -> None:
-        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version)
+        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options")})
         build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
 
     path = registry.publish(version, write)

@@ -70,7 +70,7 @@ def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, featur
     if sampled_negatives:
         sampled = evaluate(model, data, features, data.split.test, ks=ks, batch_size=train_cfg.eval_batch_size, device=device, sampled_negatives=sampled_negatives, seed=train_cfg.seed)
     if save_dir is not None:
-        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid})
+        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid}, extra={"data_options": data.meta.get("options")})
     config = {**dataclasses.asdict(model.config), "lr": result.lr}  # the learning rate is part of what was run
     return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, config, result.history, sampled)
 
@@ -120,9 +120,10 @@ def run_benchmark(
     from model.tuning import tune
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     for name in models:
         get(name)  # fail fast on an unknown name, before hours of training
+    refuse_other_data(out, data)
+    out.mkdir(parents=True, exist_ok=True)
     stats = fit_features(data, feature_opts)
     features = FeatureView.build(data, stats)
     runs: dict[str, list[ModelRun]] = {}
@@ -144,6 +145,22 @@ def run_benchmark(
             runs.setdefault(name, []).append(train_and_test(name, data, stats, features, overrides.get(name, {}), cfg, ks, filter_seen, save_dir, checkpoint=checkpoint))
             _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)  # partial results survive a crash
     return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)
+
+
+def refuse_other_data(out: Path, data: PreparedDataset) -> None:
+    """A folder's results, models and checkpoints describe one dataset: refuse another before anything in it is
+    overwritten (the first model's results and artifact used to be replaced before a later model's checkpoint
+    refused the new data)."""
+    previous = out / "results.json"
+    if not previous.is_file():
+        return
+    try:
+        theirs = json.loads(previous.read_text()).get("data_hash")
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{previous} is unreadable ({error}); move it away or use a new --out") from error
+    if theirs and theirs != data.hash:
+        raise ValueError(f"{out} holds results on another dataset ({theirs[:12]}; these options and files give {data.hash[:12]}): "
+                         "use a new --out, or the same input and options to go on with that run")
 
 
 def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning=None) -> dict:

@@ -242,7 +242,8 @@ def evaluate(
     users: int = typer.Option(None),
     kcore: int = typer.Option(5),
     split: str = typer.Option("loo"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="seed of the --users subset the artifact was trained on (as train's --seed, unless it had --subset-seed)"),
+    subset_seed: int | None = typer.Option(None, help="the --subset-seed the artifact was trained with, if any (overrides --seed)"),
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     keep_seen: bool = typer.Option(False),
     k: list[int] = typer.Option([10], "--k", help="cut-offs (repeatable)"),
@@ -253,15 +254,40 @@ def evaluate(
     from model.batching import FeatureView
     from model.evaluation import evaluate as run_eval
 
-    data = load_dataset(input, read, kcore, users, seed, split, timeline_cuts=timeline_cuts)
+    if on not in ("test", "valid"):
+        raise typer.BadParameter(f"evaluate on test or valid, not {on!r}", param_hint="--on")
+    if any(cutoff < 1 for cutoff in k):
+        raise typer.BadParameter(f"cut-offs are positive, got {k}", param_hint="--k")
     art = load_artifact(artifact)
+    data = load_dataset(input, read, kcore, users, seed, split, subset_seed=subset_seed, timeline_cuts=timeline_cuts)
     if art.manifest["data_hash"] != data.hash:
-        raise typer.BadParameter(f"artifact was trained on dataset {art.manifest['data_hash'][:12]}, these options give {data.hash[:12]}")
+        raise typer.BadParameter(f"artifact was trained on dataset {art.manifest['data_hash'][:12]}, these options give {data.hash[:12]}"
+                                 + _options_difference(art.manifest.get("data_options"), data.meta.get("options")))
     examples = data.split.test if on == "test" else data.split.valid
     res = run_eval(art.model, data, FeatureView.build(data, art.stats), examples, ks=tuple(k), filter_seen=not keep_seen)
+    typer.echo(f"{art.manifest['model']} on {len(examples)} {on} examples (full ranking{', seen items kept' if keep_seen else ''})")
     ci = res.bootstrap_ci()
     for name, value in res.mean().items():
         typer.echo(f"{name:14s} {value:.4f}  95% CI [{ci[name][0]:.4f}, {ci[name][1]:.4f}]")
+
+
+def _options_difference(trained: dict | None, given: dict | None) -> str:
+    """Why two datasets differ, for the artifact/data mismatch error: the preparation options that differ
+    (artifacts record them since 2026-12-06), or else that the input content differs."""
+    if not trained or not given:
+        return ": the input files or the preparation options (--kcore, --users, --seed/--subset-seed, --split, --timeline-cuts, reading options) differ"
+
+    def flat(options: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in options.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    a, b = flat(trained), flat(given)
+    differ = [f"{key} {a.get(key)!r} (given {b.get(key)!r})" for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+    if differ:
+        return f"; it was prepared with {', '.join(differ)}"
+    return "; the preparation options are the same, so the input files' content differs (other files, or edited since)"
 
 
 @app.command()

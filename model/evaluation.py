@@ -10,6 +10,7 @@ and paired significance tests.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,8 @@ import torch
 
 from model.batching import FeatureView, eval_batches
 from model.data.dataset import PreparedDataset
+
+log = logging.getLogger(__name__)
 
 METRICS = ("HR", "NDCG", "MRR", "Precision")
 
@@ -50,18 +53,31 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndar
 def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndarray], n_negatives: int, rng: np.random.Generator) -> torch.Tensor:
     """The sampled protocol (e.g. SASRec's paper, and most likely DiffLSRec's Table 1): the target is ranked
     among ``n_negatives`` items drawn uniformly from those the user has not interacted with. Reported only
-    beside full ranking, to show how much it inflates the numbers."""
+    beside full ranking, to show how much it inflates the numbers.
+
+    A user with fewer unseen items than ``n_negatives`` (a small catalogue) is ranked among all of them, each
+    once: drawing with replacement counted one item several times and made a tiny catalogue look harder than
+    full ranking."""
     n_items = scores.shape[1] - 1
-    negatives = np.empty((len(targets), n_negatives), dtype=np.int64)
+    negatives = np.zeros((len(targets), n_negatives), dtype=np.int64)
+    drawn = np.full((len(targets), n_negatives), True)
+    short = 0
     for row, (target, history) in enumerate(zip(targets.tolist(), seen)):
         banned = np.zeros(n_items + 1, dtype=bool)
         banned[0] = banned[target] = True
         banned[history] = True
         allowed = np.flatnonzero(~banned)
-        negatives[row] = rng.choice(allowed, size=n_negatives, replace=len(allowed) < n_negatives)
+        if len(allowed) >= n_negatives:
+            negatives[row] = rng.choice(allowed, size=n_negatives, replace=False)
+        else:
+            short += 1
+            negatives[row, : len(allowed)] = allowed
+            drawn[row, len(allowed) :] = False
+    if short:
+        log.info("sampled protocol: %d of %d users have fewer than %d unseen items; each is ranked among all of its own", short, len(targets), n_negatives)
     target_scores = scores.gather(1, targets.view(-1, 1))
     negative_scores = scores.gather(1, torch.as_tensor(negatives, device=scores.device))
-    return (negative_scores >= target_scores).sum(1)
+    return ((negative_scores >= target_scores) & torch.as_tensor(drawn, device=scores.device)).sum(1)
 
 
 @dataclass

@@ -7,7 +7,7 @@ Order of the steps, and why:
 3. iterative k-core on users and items until stable (``kcore=0`` disables it);
 4. optional subset of ``users`` users, drawn with ``seed`` among the users that passed the k-core (the paper
    samples user sequences from the filtered data), then the k-core again so the result is still a k-core
-   (this second pass can leave slightly fewer than ``users`` users);
+   (this second pass can leave fewer than ``users`` users, far fewer on sparse data: a warning below 90 %);
 5. leave-one-out only: drop users with fewer than 3 interactions (only possible with ``kcore < 3``);
 6. per-user chronological order, ties broken by file order; dense ids: users 0..U-1 and items 1..n_items
    (0 is padding), both in order of first appearance in the input;
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,8 +59,8 @@ class PrepareOptions:
         if self.split not in ("loo", "timeline"):
             raise ValueError(f"split must be 'loo' or 'timeline', got {self.split!r}")
         lo, hi = self.timeline_cuts
-        if not 0 < lo <= hi < 1:
-            raise ValueError(f"timeline_cuts must satisfy 0 < cut1 <= cut2 < 1, got {self.timeline_cuts}")
+        if not 0 < lo < hi < 1:  # cut1 == cut2 would leave no validation interactions
+            raise ValueError(f"timeline_cuts must satisfy 0 < cut1 < cut2 < 1, got {self.timeline_cuts}")
 
 
 # ---- entry point ----------------------------------------------------------------------------------
@@ -74,6 +75,8 @@ def prepare(
     options = options or PrepareOptions()
     options.validate()
     for path in paths:
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory: give the interaction file(s) in it")
         if not path.is_file():
             raise FileNotFoundError(f"input file not found: {path}")
     formats = [resolve_format(p, options.read.format) for p in paths]
@@ -82,9 +85,10 @@ def prepare(
     if use_cache and target.exists():
         try:
             dataset = PreparedDataset.load(target)
-        except (OSError, ValueError, KeyError) as err:  # a truncated or foreign file: rebuild it
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # a truncated or foreign file: rebuild it
             log.warning("cache %s unreadable (%s), rebuilding", target, err)
         else:
+            check_split(dataset.split)  # a cache written before this check existed
             log.info("loaded prepared dataset from cache %s", target)
             # same content, possibly another path: describe this call's inputs
             dataset.meta.update(source=[str(p.resolve()) for p in paths], cache_path=str(target), from_cache=True)
@@ -170,6 +174,13 @@ def build(paths: list[Path], formats: list[str], options: PrepareOptions) -> Pre
         if options.kcore:
             table = table.take(kcore_index(table.users, table.items, options.kcore))
             record(f"kcore_{options.kcore}_after_subset")
+            kept, asked = steps[-1]["users"], min(options.users, steps[-2]["users"])
+            if kept < 0.9 * asked:  # the subset's items lose support when most users are left out: sparse data
+                log.warning(
+                    "--users %d: the %d-core pass after the subset kept %d of the %d users drawn (%.0f%%); on data this "
+                    "sparse, draw more users (or lower --kcore) to end up with about %d", options.users, options.kcore,
+                    kept, asked, 100 * kept / max(asked, 1), options.users,
+                )
     if options.split == "loo":
         counts = np.bincount(table.users)
         short = int(np.count_nonzero((counts > 0) & (counts < LOO_MIN_LENGTH)))
@@ -182,6 +193,7 @@ def build(paths: list[Path], formats: list[str], options: PrepareOptions) -> Pre
 
     sequences = to_sequences(table, raw)
     split = leave_one_out(sequences) if options.split == "loo" else timeline_split(sequences, options.timeline_cuts)
+    check_split(split)
     meta = {
         "source": [str(p.resolve()) for p in paths],
         "format": formats[0] if len(set(formats)) == 1 else formats,
@@ -195,6 +207,20 @@ def build(paths: list[Path], formats: list[str], options: PrepareOptions) -> Pre
         "hash_method": "sha256(options json + sha256 of each input file's full content)",
     }
     return PreparedDataset(sequences=sequences, split=split, meta=meta)
+
+
+def check_split(split: Split) -> None:
+    """Refuse a split with no training interactions, or no validation or test examples: every model would
+    "train" and report 0.0 on it, which reads like a result."""
+    empty = [name for name, n in (("training interactions", int(split.train_len.sum())), ("validation examples", len(split.valid)), ("test examples", len(split.test))) if n == 0]
+    if not empty:
+        return
+    hint = ""
+    if split.name == "timeline":
+        cuts = split.info.get("cut_timestamps")
+        hint = (f" The timeline cuts fell at {cuts} (quantiles {split.info.get('cut_quantiles')}): with many equal timestamps "
+                "the quantiles coincide; try other --timeline-cuts or --split loo.")
+    raise ValueError(f"the {split.name} split has no {' and no '.join(empty)}.{hint}")
 
 
 def dedup_index(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> np.ndarray:

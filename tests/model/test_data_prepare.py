@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +32,9 @@ def run(tmp_path, rows, **options) -> PreparedDataset:
 
 
 def grid_rows(n_users: int, n_items: int) -> list[tuple[str, str, int]]:
-    """Every user rates every item: a dataset that any k-core with k <= min(n_users, n_items) keeps."""
-    return [(f"u{u}", f"i{i}", 1000 * u + i) for u in range(n_users) for i in range(n_items)]
+    """Every user rates every item: a dataset that any k-core with k <= min(n_users, n_items) keeps. Users take
+    turns in time (so a timeline split has validation and test examples)."""
+    return [(f"u{u}", f"i{i}", u + n_users * i) for u in range(n_users) for i in range(n_items)]
 
 
 def sequence_of(ds: PreparedDataset, user: str) -> list[str]:
@@ -71,7 +73,7 @@ def test_kcore_iterates_until_stable():
 def test_prepare_kcore_result_is_a_kcore(tmp_path):
     rows = [("u1", "i1", 1), ("u1", "i2", 2), ("u2", "i1", 3), ("u2", "i2", 4)]
     rows += [("u3", "i2", 5), ("u3", "i3", 6), ("u3", "i1", 7)]
-    ds = run(tmp_path, rows, kcore=2, split="timeline")
+    ds = run(tmp_path, rows, kcore=2, split="timeline", timeline_cuts=(0.5, 0.9))  # a split with examples in each part
     seq = ds.sequences
     assert set(seq.user_ids.tolist()) == {"u1", "u2", "u3"}
     assert set(seq.item_ids[1:].tolist()) == {"i1", "i2"}
@@ -140,7 +142,7 @@ def test_subset_is_followed_by_kcore_again(tmp_path):
     # users always splits a pair, leaving its item with one rating: only a second k-core removes it.
     rows = []
     for u in range(10):
-        rows += [(f"u{u}", "c1", 10 * u), (f"u{u}", "c2", 10 * u + 1), (f"u{u}", f"pair{u // 2}", 10 * u + 2)]
+        rows += [(f"u{u}", "c1", u), (f"u{u}", "c2", 10 + u), (f"u{u}", f"pair{u // 2}", 20 + u)]  # users take turns
     ds = run(tmp_path, rows, kcore=2, users=5, seed=0, split="timeline")
     steps = {s["step"]: s for s in ds.meta["steps"]}
     assert steps["subset_5_seed_0"]["users"] == 5
@@ -312,4 +314,44 @@ def test_cli_prepare_and_info(tmp_path):
     assert "(loaded from cache in" in second.output
     info = CliRunner().invoke(app, ["info", str(path), "--rows", "2"])
     assert info.exit_code == 0, info.output
-    assert "movielens-tab" in info.output and "item i1" in info.output and "1970-01-01T00:00:01" in info.output
+    assert "movielens-tab" in info.output and "item i1" in info.output and "1970-01-01T00:00:06" in info.output
+
+
+# ---- refusals a reviewer found missing (2026-12-06) -------------------------------------------------
+def test_a_split_without_validation_or_test_examples_is_refused_not_scored_as_zero(tmp_path):
+    # every interaction at one instant: the timeline cuts coincide with every timestamp, nothing is after them
+    rows = [(f"u{u}", f"i{i}", 1_600_000_000) for u in range(20) for i in range(5)]
+    with pytest.raises(ValueError, match=r"the timeline split has no training interactions and no validation examples and no test examples\. The timeline cuts fell at"):
+        run(tmp_path, rows, kcore=0, split="timeline")
+    # users who are each active in their own period: no user has history before the cut and a target after it
+    with pytest.raises(ValueError, match="the timeline split has no validation examples"):
+        run(tmp_path, [(f"u{u}", f"i{i}", 1000 * u + i) for u in range(5) for i in range(6)], kcore=0, split="timeline")
+    with pytest.raises(ValueError, match=r"0 < cut1 < cut2 < 1"):
+        PrepareOptions(split="timeline", timeline_cuts=(0.8, 0.8)).validate()
+
+
+def test_a_truncated_cache_file_is_rebuilt(tmp_path, caplog):
+    first = run(tmp_path, grid_rows(6, 5))
+    cached = Path(first.meta["cache_path"])
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # an interrupted write, a full disk
+    again = run(tmp_path, grid_rows(6, 5))
+    assert again.meta["from_cache"] is False and "unreadable" in caplog.text
+    np.testing.assert_array_equal(again.sequences.items, first.sequences.items)
+    assert PreparedDataset.load(cached).meta["hash"] == first.meta["hash"]  # rewritten whole
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory: give the interaction file"):
+        prepare(tmp_path, PrepareOptions(), cache_dir=tmp_path / "cache")
+
+
+def test_a_subset_that_the_second_kcore_shrinks_much_is_warned_about(tmp_path, caplog):
+    # a chain of users, each sharing one item with the next: a random half keeps few 2-core items
+    rows = []
+    for u in range(40):
+        rows += [(f"u{u}", f"s{u}", 3 * u), (f"u{u}", f"s{u + 1}", 3 * u + 1), (f"u{u}", "c", 3 * u + 2)]
+    ds = run(tmp_path, rows, kcore=2, users=20, seed=1)
+    steps = {s["step"]: s["users"] for s in ds.meta["steps"]}
+    assert steps["subset_20_seed_1"] == 20
+    kept = steps["kcore_2_after_subset"]
+    assert kept < 18 and f"kept {kept} of the 20 users drawn" in caplog.text

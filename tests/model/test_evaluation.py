@@ -62,9 +62,12 @@ def test_sampled_protocol_ranks_among_unseen_negatives_only():
     # only item 8 outranks the target among unseen items (6 and 7 are seen) -> rank 1 when 8 is drawn
     ranks = [sampled_ranks(scores, torch.tensor([5]), [np.array([6, 7])], 5, rng).item() for _ in range(50)]
     assert set(ranks) <= {0, 1} and 1 in ranks
-    # with every unseen non-target item drawn (with replacement when too few), 8 is always among them
+    # fewer unseen items (5) than negatives asked for (20): each unseen item once, so item 8 counts once (drawn
+    # with replacement it counted ~4 times: a small catalogue looked harder under sampling than under full ranking)
     r = sampled_ranks(scores, torch.tensor([5]), [np.array([6, 7])], 20, rng).item()
-    assert r >= 1
+    assert r == 1
+    two = sampled_ranks(torch.cat([scores, scores]), torch.tensor([5, 2]), [np.array([6, 7]), np.array([], dtype=np.int64)], 20, rng)
+    assert two.tolist() == [1, 6]  # the second user: 3..8 above target 2, each once (7 unseen, all ranked)
     # the full-ranking rank with seen filtering is 1 (only item 8 is above); sampled can only be <= full
     assert target_ranks(scores, torch.tensor([5]), [np.array([6, 7])]).item() == 1
 
@@ -89,3 +92,17 @@ def test_benchmark_significance_uses_every_seed_per_user():
     assert test["mean_diff"] == pytest.approx(np.mean([0.2, 0.2, 0.4, 0.3]))
     expected = paired_test(EvalResult(np.array([1, 2, 3, 4]), np.zeros(4), {"NDCG@10": np.array([0.3, 0.4, 0.5, 0.5])}), EvalResult(np.array([1, 2, 3, 4]), np.zeros(4), {"NDCG@10": np.array([0.1, 0.2, 0.1, 0.2])}), "NDCG@10")
     assert test["t_pvalue"] == pytest.approx(expected["t_pvalue"])
+
+
+def test_a_benchmark_folder_of_another_dataset_is_refused_before_anything_in_it_is_overwritten(tmp_path):
+    from model.benchmark import run_benchmark
+    from model.training import TrainConfig
+    from tests.model.toy import toy_dataset
+
+    first = run_benchmark(toy_dataset(seed=0), ["pop"], tmp_path, [0], TrainConfig(epochs=1, progress=False), save_models=False)
+    before = (tmp_path / "results.json").read_text()
+    with pytest.raises(ValueError, match=r"holds results on another dataset \(toy-0-False; these options and files give toy-1-False\)"):
+        run_benchmark(toy_dataset(seed=1), ["pop", "gru4rec"], tmp_path, [0], TrainConfig(epochs=1, progress=False), save_models=False)
+    assert (tmp_path / "results.json").read_text() == before and first["data_hash"] == "toy-0-False"
+    again = run_benchmark(toy_dataset(seed=0), ["pop"], tmp_path, [0], TrainConfig(epochs=1, progress=False), save_models=False)
+    assert again["results"]["pop"]["NDCG@10"] == first["results"]["pop"]["NDCG@10"]  # the same data goes on in the same folder
