@@ -29,10 +29,10 @@ FORMAT_HELP = f"'auto' or one of: {', '.join(FORMATS)}"
 # typer only reads these declarations, so one object can serve several commands (see reads_interactions).
 FORMAT = typer.Option("auto", help=FORMAT_HELP)
 ITEM_KEY = typer.Option("parent_asin", help="Amazon 2023: the item id field, parent_asin | asin")
-USER_COL = typer.Option(None, help="csv: the user column's name (default: found in the header by name)")
-ITEM_COL = typer.Option(None, help="csv: the item column's name (default: found in the header by name)")
-TIME_COL = typer.Option(None, help="csv: the timestamp column's name (default: found in the header by name)")
-TIME_UNIT = typer.Option("auto", help="timestamps in s | ms (auto: the format's own unit; a csv's is detected)")
+USER_COL = typer.Option(None, help="the user column (csv, amazon2023-csv) or JSON key (amazon2023, amazon2018); default: the format's own (csv: found in the header by name)")
+ITEM_COL = typer.Option(None, help="the item column (csv, amazon2023-csv) or JSON key (amazon2023, amazon2018); overrides --item-key; default: the format's own")
+TIME_COL = typer.Option(None, help="the timestamp column (csv, amazon2023-csv) or JSON key (amazon2023, amazon2018); default: the format's own")
+TIME_UNIT = typer.Option("auto", help="timestamps in s | ms (auto: the format's own unit, checked against the magnitude; a csv's is detected)")
 MAX_MALFORMED = typer.Option(0.01, help="fraction of malformed lines tolerated before the read fails")
 TIMELINE_CUTS = typer.Option((0.8, 0.9), help="--split timeline: validation and test start at these time quantiles")
 

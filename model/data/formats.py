@@ -4,17 +4,27 @@ Every reader yields ``(user, item, timestamp)`` per line; :func:`read_interactio
 into integer codes as it goes, so memory grows with the interactions kept, never with the file (gzip is
 decompressed on the fly, line by line).
 
+Files are UTF-8 (a byte-order mark at the start is skipped). A line that is not valid UTF-8 is a malformed
+line like any other, never altered: two ids that differ only in their undecodable bytes must not merge.
+Timestamps come out as float64 epoch seconds; millisecond files keep their sub-second part, so ordering and
+duplicate detection see the file's full precision.
+
 Formats (``ReadOptions.format``; ``"auto"`` detects from the first lines, gzip from the magic bytes):
 
 * ``amazon2023``      Amazon Reviews 2023 ``*.jsonl[.gz]``: ``user_id``, ``parent_asin``/``asin``, ``timestamp`` (ms)
 * ``amazon2023-csv``  Amazon Reviews 2023 rating-only CSV ``user_id,parent_asin,rating,timestamp`` (ms)
 * ``amazon2018``      Amazon 2014/2018 reviews (JSON or python-dict lines): ``reviewerID``, ``asin``,
   ``unixReviewTime`` (s); alias ``amazon2014``
-* ``amazon-ratings``  old Amazon ratings-only CSV without header ``user,item,rating,timestamp`` (s)
+* ``amazon-ratings``  Amazon 2014 ratings-only CSV without header ``user,item,rating,timestamp`` (s)
+* ``amazon2018-ratings`` Amazon 2018 ratings-only CSV without header ``item,user,rating,timestamp`` (s), item first
 * ``movielens-tab``   MovieLens ``u.data``: ``user<TAB>item<TAB>rating<TAB>timestamp`` (s)
 * ``movielens-dat``   MovieLens ``ratings.dat``: ``user::item::rating::timestamp`` (s)
 * ``csv``             delimited file with a header naming user, item and timestamp columns (comma, tab or
   semicolon; RecBole-style ``name:type`` headers accepted); timestamps in ms when they look like ms.
+
+``user_col`` / ``item_col`` / ``time_col`` name the columns of a file with a header (``csv``,
+``amazon2023-csv``) or the keys of JSON lines (``amazon2023``, ``amazon2018``); the headerless formats have
+fixed columns and refuse them.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import io
 import json
 import logging
 import math
+import zlib
 from array import array
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -40,10 +51,14 @@ from difflsrec.progress import progress
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("amazon2023", "amazon2023-csv", "amazon2018", "amazon-ratings", "movielens-tab", "movielens-dat", "csv")
-ALIASES = {"amazon2014": "amazon2018"}
+FORMATS = (
+    "amazon2023", "amazon2023-csv", "amazon2018", "amazon-ratings", "amazon2018-ratings", "movielens-tab",
+    "movielens-dat", "csv",
+)
+ALIASES = {"amazon2014": "amazon2018", "amazon2014-ratings": "amazon-ratings"}
 MS_FORMATS = {"amazon2023", "amazon2023-csv"}
-SECONDS_FORMATS = {"amazon2018", "amazon-ratings", "movielens-tab", "movielens-dat"}
+SECONDS_FORMATS = {"amazon2018", "amazon-ratings", "amazon2018-ratings", "movielens-tab", "movielens-dat"}
+HEADERLESS_FORMATS = {"amazon-ratings", "amazon2018-ratings", "movielens-tab", "movielens-dat"}
 
 USER_COLUMNS = ("user", "user_id", "userid", "reviewerid")
 ITEM_COLUMNS = ("item", "item_id", "itemid", "movieid", "asin", "parent_asin")
@@ -54,6 +69,10 @@ MS_THRESHOLD = 10**11
 MAX_TIMESTAMP = 10**15  # far beyond any ms epoch; keeps int64 arithmetic safe
 MAX_EXAMPLES = 10
 SNIFF_LINES = 20
+BOM = b"\xef\xbb\xbf"
+# compressed or archive formats this loader does not open: (magic bytes, name)
+ARCHIVES = ((b"PK\x03\x04", "zip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 class MalformedDataError(ValueError):
@@ -67,8 +86,8 @@ class BadLine(Exception):
 @dataclass(frozen=True)
 class ReadOptions:
     format: str = "auto"
-    item_key: Literal["parent_asin", "asin"] = "parent_asin"  # Amazon 2023 only
-    user_col: str | None = None  # csv column overrides
+    item_key: Literal["parent_asin", "asin"] = "parent_asin"  # Amazon 2023 only (item_col, when given, wins)
+    user_col: str | None = None  # header column (csv, amazon2023-csv) or JSON key (amazon2023, amazon2018)
     item_col: str | None = None
     time_col: str | None = None
     time_unit: Literal["auto", "s", "ms"] = "auto"  # "auto": the format's convention
@@ -118,24 +137,87 @@ class Interactions:
 
     users: np.ndarray  # (N,) int64 codes into user_vocab
     items: np.ndarray  # (N,) int64 codes into item_vocab
-    times: np.ndarray  # (N,) int64 epoch seconds
+    times: np.ndarray  # (N,) float64 epoch seconds (a millisecond file's sub-second part kept)
     user_vocab: list[str]
     item_vocab: list[str]
 
 
 # ---- opening and detection ------------------------------------------------------------------------
 def open_binary(path: Path) -> tuple[io.BufferedReader, io.BufferedIOBase]:
-    """(raw file, decompressed stream); gzip is recognised by its magic bytes, whatever the name."""
+    """(raw file, decompressed stream positioned after a UTF-8 byte-order mark, if the file starts with one).
+
+    Gzip is recognised by its magic bytes, whatever the name; other archives (zip, bz2, xz, zstd) are refused
+    with a ValueError saying what the file is. Readers turn gzip's own errors into :func:`gzip_error`.
+    """
     raw = open(path, "rb")
-    if raw.peek(2)[:2] == b"\x1f\x8b":
-        return raw, gzip.GzipFile(fileobj=raw)
-    return raw, raw
+    try:
+        magic = raw.peek(8)[:8]
+        for signature, kind in ARCHIVES:
+            if magic.startswith(signature):
+                raise ValueError(
+                    f"{path} is a {kind} archive, not an interaction file: extract it and pass the file inside "
+                    "(gzip files are read directly, without extracting)"
+                )
+        stream = gzip.GzipFile(fileobj=raw) if magic[:2] == b"\x1f\x8b" else raw
+        try:
+            if stream.peek(len(BOM))[: len(BOM)] == BOM:
+                stream.read(len(BOM))
+        except GZIP_ERRORS as err:
+            raise gzip_error(path, stream, 0, err) from None
+    except BaseException:
+        raw.close()
+        raise
+    return raw, stream
+
+
+def gzip_error(path: Path, stream: io.BufferedIOBase, line_no: int, err: Exception) -> Exception:
+    """What to raise for gzip's EOFError (a truncated file, for which click would print just "Aborted."),
+    zlib.error or BadGzipFile (corrupt data): a ValueError naming the file and the last line read."""
+    if not isinstance(stream, gzip.GzipFile):
+        return err
+    hint = "an interrupted download?" if isinstance(err, EOFError) else "a corrupt file?"
+    where = f"after line {line_no}" if line_no else "at its start"
+    return ValueError(f"{path}: unreadable gzip {where}: {err} ({hint})")
+
+
+def not_utf8(line: bytes) -> str:
+    """The malformed-line reason for a line that is not UTF-8: the first bad byte and its column."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        column = len(line[: err.start].decode("utf-8")) + 1
+        return f"not UTF-8 (byte 0x{line[err.start]:02x} at column {column})"
+    return "not UTF-8"
+
+
+def decode_line(line: bytes) -> str:
+    """The line as text; :class:`BadLine` (never a silent replacement) when it is not UTF-8."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadLine(not_utf8(line)) from None
 
 
 def first_lines(path: Path, n: int = SNIFF_LINES) -> list[str]:
+    """The first n non-blank lines, line ends removed; undecodable bytes replaced (for sniffing only)."""
+    path = Path(path)
     raw, stream = open_binary(path)
-    with raw, io.TextIOWrapper(stream, encoding="utf-8", errors="replace") as text:
-        return [ln.rstrip("\n") for ln in islice((ln for ln in text if ln.strip()), n)]
+    lines: list[str] = []
+    line_no = 0
+    with raw:
+        try:
+            for line_no, line in enumerate(stream, start=1):
+                text = line.decode("utf-8", errors="replace")
+                if text.strip():
+                    lines.append(text.rstrip("\r\n"))
+                    if len(lines) == n:
+                        break
+        except GZIP_ERRORS as err:
+            raise gzip_error(path, stream, line_no, err) from None
+    if lines and "\r" in lines[0]:
+        # bytes are split on LF only: a file with bare-CR line ends (classic Mac) reads as one line
+        raise ValueError(f"{path}: its lines end with a bare CR (\\r), not LF or CRLF; convert the line ends to LF")
+    return lines
 
 
 def detect_format(path: Path) -> str:
@@ -167,6 +249,9 @@ def detect_format(path: Path) -> str:
         if delimiter == "\t":
             return "movielens-tab"
         if delimiter == ",":
+            # 2014 files put the user first, 2018 files the item: tell them apart by the reviewer ids' shape
+            if _mostly(lambda ln: _item_first(_split(ln, delimiter)), lines):
+                return "amazon2018-ratings"
             return "amazon-ratings"
     raise ValueError(
         f"{path}: cannot detect the format from its first line {lines[0][:200]!r}; pass format= one of {FORMATS} "
@@ -233,26 +318,65 @@ def _looks_like_rating_row(fields: list[str]) -> bool:
     return 0 <= rating <= 10
 
 
+def _reviewer_id(text: str) -> bool:
+    """An Amazon reviewer id as in the 2014/2018 files ('A' then 11+ upper-case letters and digits); product
+    ids (ASINs) are 10 characters and start with a digit (books) or 'B'."""
+    return len(text) >= 12 and text[0] == "A" and text.isalnum() and text.isupper()
+
+
+def _item_first(fields: list[str]) -> bool:
+    """A headerless Amazon 2018 ratings row: ``item,user,rating,timestamp``."""
+    return len(fields) == 4 and _reviewer_id(fields[1].strip()) and not _reviewer_id(fields[0].strip())
+
+
 # ---- line parsers ---------------------------------------------------------------------------------
 LineParser = Callable[[str], tuple[str, str, int]]
 
 
+_OVERRIDES = (("user_col", "--user-col"), ("item_col", "--item-col"), ("time_col", "--time-col"))
+
+
+def check_overrides(fmt: str, options: ReadOptions) -> None:
+    """ValueError when column overrides are given for a headerless format, whose columns are fixed."""
+    given = [f"{name} ({flag})" for name, flag in _OVERRIDES if getattr(options, name)]
+    if given and fmt in HEADERLESS_FORMATS:
+        raise ValueError(
+            f"{', '.join(given)} cannot apply to a {fmt} file: it has no header and its columns are fixed. "
+            "They name the columns of a file with a header (formats csv, amazon2023-csv) or the keys of JSON lines "
+            "(amazon2023, amazon2018); for a headerless file in another column order, add a header line and pass "
+            "format='csv' (--format csv)"
+        )
+
+
 def make_parser(fmt: str, options: ReadOptions, header: tuple[str, list[str]] | None) -> LineParser:
-    """A function ``line -> (user, item, raw timestamp)`` raising :class:`BadLine` on a malformed line."""
+    """A function ``line -> (user, item, raw timestamp)`` raising :class:`BadLine` on a malformed line.
+
+    ``user_col`` / ``item_col`` / ``time_col`` are the keys read from JSON lines and the columns read from a
+    header; ``item_col`` wins over ``item_key``. Headerless formats refuse them (:func:`check_overrides`).
+    """
+    check_overrides(fmt, options)
     if fmt == "amazon2023":
-        return _json_parser("user_id", options.item_key, "timestamp", allow_python=False)
+        user, item, stamp = _keys(options, "user_id", options.item_key, "timestamp")
+        return _json_parser(user, item, stamp, allow_python=False)
     if fmt == "amazon2018":
         # 2014 files are python dict literals (single quotes), hence the literal_eval fallback
-        return _json_parser("reviewerID", "asin", "unixReviewTime", allow_python=True)
+        return _json_parser(*_keys(options, "reviewerID", "asin", "unixReviewTime"), allow_python=True)
     if fmt == "movielens-tab":
         return _positional_parser("\t")
     if fmt == "movielens-dat":
         return _positional_parser("::")
     if fmt == "amazon-ratings":
         return _positional_parser(",")
+    if fmt == "amazon2018-ratings":
+        return _positional_parser(",", item_first=True)
     if header is None:
         raise ValueError(f"format {fmt} needs a header line, and the file has none")
     return _header_parser(fmt, options, *header)
+
+
+def _keys(options: ReadOptions, user: str, item: str, time: str) -> tuple[str, str, str]:
+    """The format's default keys or columns, each replaced by its override when one is given."""
+    return options.user_col or user, options.item_col or item, options.time_col or time
 
 
 def _json_parser(user_key: str, item_key: str, time_key: str, allow_python: bool) -> LineParser:
@@ -313,12 +437,14 @@ def _number(value: object, name: str) -> int:
     raise BadLine(f"non-numeric {name} {str(value)[:30]!r}")
 
 
-def _positional_parser(delimiter: str) -> LineParser:
+def _positional_parser(delimiter: str, item_first: bool = False) -> LineParser:
+    u, i = (1, 0) if item_first else (0, 1)
+
     def parse(line: str) -> tuple[str, str, int]:
         fields = line.rstrip("\r\n").split(delimiter)
         if len(fields) != 4:
             raise BadLine(f"expected 4 {delimiter!r}-separated columns, got {len(fields)}")
-        user, item = fields[0].strip(), fields[1].strip()
+        user, item = fields[u].strip(), fields[i].strip()
         if not user or not item:
             raise BadLine("empty user or item")
         return user, item, parse_timestamp(fields[3])
@@ -329,9 +455,11 @@ def _positional_parser(delimiter: str) -> LineParser:
 def _header_parser(fmt: str, options: ReadOptions, delimiter: str, header_fields: list[str]) -> LineParser:
     header = _normalise_header(header_fields)
     if fmt == "amazon2023-csv":
-        if options.item_key not in header:
-            raise ValueError(f"this Amazon 2023 CSV has no {options.item_key!r} column (columns: {header})")
-        cols = (header.index("user_id"), header.index(options.item_key), header.index("timestamp"))
+        names = _normalise_header(list(_keys(options, "user_id", options.item_key, "timestamp")))
+        missing = [name for name in names if name not in header]
+        if missing:
+            raise ValueError(f"this Amazon 2023 CSV has no {missing[0]!r} column (columns: {header})")
+        cols = tuple(header.index(name) for name in names)
     else:
         cols = _header_columns(header, options.user_col, options.item_col, options.time_col)
         if cols is None:
@@ -382,48 +510,72 @@ HEADER_FORMATS = {"amazon2023-csv", "csv"}
 
 
 def iter_records(path: Path, fmt: str, options: ReadOptions, report: ReadReport) -> Iterator[tuple[str, str, int]]:
-    """Yield ``(user, item, raw timestamp)`` per good line; bad lines go into ``report``."""
+    """Yield ``(user, item, raw timestamp)`` per good line; bad lines (not UTF-8 included) go into ``report``.
+
+    Lines are read as bytes and decoded one by one, so one undecodable line is reported, not replaced.
+    """
     path = Path(path)
     raw, stream = open_binary(path)
     size = path.stat().st_size
-    with raw, io.TextIOWrapper(stream, encoding="utf-8", errors="replace") as text, progress(
-        total=size, unit="B", unit_scale=True, desc=path.name, delay=2.0, leave=False
-    ) as bar:
-        lines = enumerate(text, start=1)
-        header = None
-        if fmt in HEADER_FORMATS:
-            for _, line in lines:
-                if line.strip():
-                    delimiter = sniff_delimiter(line)
-                    header = (delimiter, _split(line.rstrip("\r\n"), delimiter))
-                    break
-        parse = make_parser(fmt, options, header)
-        for line_no, line in lines:
-            if not line.strip():
-                continue
-            report.lines += 1
-            if report.lines % 65536 == 0:
-                bar.update(raw.tell() - bar.n)  # compressed bytes consumed: a real progress for .gz too
-            try:
-                yield parse(line)
-            except BadLine as bad:
-                report.add_bad(line_no, str(bad))
+    line_no = 0
+    with raw, progress(total=size, unit="B", unit_scale=True, desc=path.name, delay=2.0, leave=False) as bar:
+        lines = enumerate(stream, start=1)
+        try:
+            header = None
+            if fmt in HEADER_FORMATS:
+                for line_no, raw_line in lines:
+                    try:
+                        line = decode_line(raw_line)
+                    except BadLine as bad:
+                        raise ValueError(f"{path}: line {line_no} (the header) is {bad}") from None
+                    if line.strip():
+                        delimiter = sniff_delimiter(line)
+                        header = (delimiter, _split(line.rstrip("\r\n"), delimiter))
+                        break
+            parse = make_parser(fmt, options, header)
+            for line_no, raw_line in lines:
+                if not raw_line.strip():  # blank: ASCII whitespace only
+                    continue
+                report.lines += 1
+                if report.lines % 65536 == 0:
+                    bar.update(raw.tell() - bar.n)  # compressed bytes consumed: a real progress for .gz too
+                try:
+                    # bytes.decode is strict: one bad line is reported below, and never merges two ids
+                    yield parse(raw_line.decode("utf-8"))
+                except BadLine as bad:
+                    report.add_bad(line_no, str(bad))
+                except UnicodeDecodeError:
+                    report.add_bad(line_no, not_utf8(raw_line))
+        except GZIP_ERRORS as err:
+            raise gzip_error(path, stream, line_no, err) from None
         bar.update(size - bar.n)
 
 
-def time_unit(fmt: str, options: ReadOptions, raw_times: np.ndarray) -> str:
-    """'s' or 'ms': forced by the options, fixed by the format, or guessed from the magnitude (csv)."""
+def time_unit(fmt: str, options: ReadOptions, raw_times: np.ndarray, path: object = None) -> str:
+    """'s' or 'ms': forced by the options, else the format's convention checked against the magnitude.
+
+    Seconds formats are seconds; a milliseconds format whose times look like seconds (median below
+    :data:`MS_THRESHOLD`, i.e. before 1973 as ms) is read as seconds, with a warning; csv is guessed.
+    """
     if options.time_unit != "auto":
         return options.time_unit
-    if fmt in MS_FORMATS:
-        return "ms"
-    if fmt in SECONDS_FORMATS or len(raw_times) == 0:
+    if fmt in SECONDS_FORMATS:
         return "s"
-    return "ms" if np.median(np.abs(raw_times)) >= MS_THRESHOLD else "s"
+    if len(raw_times) == 0:
+        return "ms" if fmt in MS_FORMATS else "s"
+    looks_ms = bool(np.median(np.abs(raw_times)) >= MS_THRESHOLD)
+    if fmt in MS_FORMATS and not looks_ms:
+        log.warning(
+            "%s: timestamps look like seconds, not the %s format's milliseconds; read as seconds; "
+            "pass time_unit= (--time-unit) to force",
+            path or "input", fmt,
+        )
+    return "ms" if looks_ms else "s"
 
 
 def to_seconds(raw_times: np.ndarray, unit: str) -> np.ndarray:
-    return raw_times // 1000 if unit == "ms" else raw_times
+    """float64 epoch seconds: exact for whole seconds, and epoch milliseconds keep their sub-second part."""
+    return raw_times / 1000.0 if unit == "ms" else raw_times.astype(np.float64)
 
 
 def check_malformed(report: ReadReport, max_malformed: float) -> None:
@@ -434,10 +586,12 @@ def check_malformed(report: ReadReport, max_malformed: float) -> None:
         )
     if report.malformed_fraction > max_malformed:
         shown = "; ".join(f"line {n}: {why}" for n, why in report.examples)
+        encoding = any(why.startswith("not UTF-8") for _, why in report.examples)
+        advice = " The file must be UTF-8: re-encode it (e.g. iconv -f latin1 -t utf-8)." if encoding else ""
         raise MalformedDataError(
             f"{report.path}: {report.malformed} of {report.lines} lines malformed "
             f"({100 * report.malformed_fraction:.2f}% > {100 * max_malformed:.2f}% allowed, format {report.format}). "
-            f"First: {shown}. Check format= or raise max_malformed."
+            f"First: {shown}.{advice} Check format= or raise max_malformed."
         )
 
 
@@ -446,6 +600,8 @@ def read_interactions(
 ) -> tuple[Interactions, list[ReadReport]]:
     """Stream every file into one table (ids shared across files); raise MalformedDataError per file."""
     formats = formats or [resolve_format(p, options.format) for p in paths]
+    for fmt in formats:
+        check_overrides(fmt, options)  # before reading any file
     user_codes: dict[str, int] = {}
     item_codes: dict[str, int] = {}
     users, items, times, reports = [], [], [], []
@@ -453,7 +609,7 @@ def read_interactions(
         report = ReadReport(path=str(path), format=fmt)
         u_codes, i_codes, stamps = _read_one(path, fmt, options, report, user_codes, item_codes)
         check_malformed(report, options.max_malformed)
-        report.time_unit = time_unit(fmt, options, stamps)
+        report.time_unit = time_unit(fmt, options, stamps, path)
         users.append(u_codes)
         items.append(i_codes)
         times.append(to_seconds(stamps, report.time_unit))
@@ -494,13 +650,16 @@ def _to_numpy(values: array) -> np.ndarray:
 
 def head(
     path: Path, n: int = 5, options: ReadOptions = ReadOptions()
-) -> tuple[str, list[tuple[str, str, int]], ReadReport]:
-    """(format, first n parsed rows with timestamps in seconds, report of the lines read so far)."""
+) -> tuple[str, list[tuple[str, str, int | float]], ReadReport]:
+    """(format, first n parsed rows with timestamps in seconds, report of the lines read so far).
+
+    A timestamp is an int when it is a whole second, else a float with the file's sub-second part.
+    """
     fmt = resolve_format(Path(path), options.format)
     report = ReadReport(path=str(path), format=fmt)
     with closing(iter_records(Path(path), fmt, options, report)) as records:
         rows = list(islice(records, n))
     stamps = np.array([t for _, _, t in rows], dtype=np.int64)
-    report.time_unit = time_unit(fmt, options, stamps)
+    report.time_unit = time_unit(fmt, options, stamps, path)
     seconds = to_seconds(stamps, report.time_unit)
-    return fmt, [(u, i, int(t)) for (u, i, _), t in zip(rows, seconds)], report
+    return fmt, [(u, i, int(t) if t.is_integer() else float(t)) for (u, i, _), t in zip(rows, seconds.tolist())], report

@@ -33,7 +33,7 @@ def test_amazon2023_jsonl_reads_parent_asin_and_converts_ms(tmp_path, gz):
     users, items, times, report = read(path)
     assert users == ["U1", "U2"]
     assert items == ["P1", "P2"]
-    assert times == [MS // 1000, MS // 1000 + 5]
+    assert times == [MS / 1000, MS / 1000 + 5]
     assert report.format == "amazon2023" and report.time_unit == "ms" and report.malformed == 0
 
 
@@ -78,7 +78,7 @@ def test_amazon2023_rating_only_csv(tmp_path):
     path = write_lines(tmp_path / "ratings.csv", lines)
     assert detect_format(path) == "amazon2023-csv"
     users, items, times, report = read(path)
-    assert (users, items, times) == (["U1", "U2"], ["P1", "P2"], [MS // 1000, MS // 1000 + 1])
+    assert (users, items, times) == (["U1", "U2"], ["P1", "P2"], [MS / 1000, MS / 1000 + 1])
     with pytest.raises(ValueError, match="no 'asin' column"):
         read(path, item_key="asin")
 
@@ -146,7 +146,7 @@ def test_csv_column_overrides_and_ms_detection(tmp_path):
         detect_format(path)  # no known column names
     columns = dict(format="csv", user_col="customer", item_col="product", time_col="when")
     users, items, times, report = read(path, **columns)
-    assert (users, items, times) == (["c1", "c2"], ["p1", "p2"], [MS // 1000, MS // 1000 + 2])
+    assert (users, items, times) == (["c1", "c2"], ["p1", "p2"], [MS / 1000, MS / 1000 + 2])
     assert report.time_unit == "ms"  # guessed from the magnitude
     _, _, times_forced, _ = read(path, **columns, time_unit="s")
     assert times_forced == [MS, MS + 2000]
@@ -160,7 +160,7 @@ def test_an_unknown_header_over_rating_rows_is_not_read_as_a_headerless_file(tmp
     with pytest.raises(ValueError, match="is a header naming no user, item and timestamp columns"):
         detect_format(path)
     users, _, times, _ = read(path, format="csv", user_col="customer", item_col="product", time_col="when")
-    assert users[:2] == ["c0", "c1"] and times[0] == MS // 1000
+    assert users[:2] == ["c0", "c1"] and times[0] == MS / 1000
     headerless = write_lines(tmp_path / "ratings.csv", rows)  # the same rows without the header: Amazon's ratings csv
     assert detect_format(headerless) == "amazon-ratings"
 
@@ -200,7 +200,7 @@ def test_several_files_share_ids(tmp_path):
     table, reports = read_interactions([first, second])
     assert [r.format for r in reports] == ["movielens-tab", "movielens-dat"]
     assert table.users.tolist() == [0, 0, 1] and table.items.tolist() == [0, 1, 0]
-    assert table.times.dtype == np.int64
+    assert table.times.dtype == np.float64
 
 
 def test_head_returns_first_rows_in_seconds(tmp_path):
@@ -208,5 +208,5 @@ def test_head_returns_first_rows_in_seconds(tmp_path):
     path = write_lines(tmp_path / "r.jsonl.gz", lines, gz=True)
     fmt, rows, report = head(path, 2)
     assert fmt == "amazon2023"
-    assert rows == [("U0", "P", MS // 1000), ("U1", "P", MS // 1000 + 1)]
+    assert rows == [("U0", "P", MS / 1000), ("U1", "P", MS / 1000 + 1)]
     assert report.time_unit == "ms"

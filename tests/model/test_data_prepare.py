@@ -355,3 +355,18 @@ def test_a_subset_that_the_second_kcore_shrinks_much_is_warned_about(tmp_path, c
     assert steps["subset_20_seed_1"] == 20
     kept = steps["kcore_2_after_subset"]
     assert kept < 18 and f"kept {kept} of the 20 users drawn" in caplog.text
+
+
+def test_a_cache_from_the_older_reader_is_rebuilt_with_the_same_identity(tmp_path, caplog):
+    """Reader version 2 keeps sub-second times etc.: an older cache is rebuilt, the dataset hash stays (it
+    is in every run and artifact identity, and files the old reader read right prepare to the same arrays)."""
+    first = run(tmp_path, grid_rows(6, 5))
+    cached = Path(first.meta["cache_path"])
+    old = PreparedDataset.load(cached)
+    del old.meta["reader_version"]
+    old.save(cached)
+    caplog.set_level(logging.INFO)
+    again = run(tmp_path, grid_rows(6, 5))
+    assert again.meta["from_cache"] is False and "read by an older reader, rebuilding" in caplog.text
+    assert again.hash == first.hash and PreparedDataset.load(cached).meta["reader_version"] == prepare_module.READER_VERSION
+    assert run(tmp_path, grid_rows(6, 5)).meta["from_cache"] is True
