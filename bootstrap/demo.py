@@ -35,6 +35,12 @@ class DemoOptions:
     out: Path | None = None  # replay report directory (default: $DIFFLSREC_HOME/demo)
     overrides: dict | None = None
 
+    def __post_init__(self):  # checked before Kafka starts: 1.0 read as "before epoch second 1" failed after it
+        if not 0 < self.train_fraction < 1:
+            raise ValueError(f"train_fraction is the share of the timeline that trains, strictly between 0 and 1; got {self.train_fraction}")
+        if self.epochs < 1 or (self.max_events is not None and self.max_events < 1) or (self.rate is not None and not self.rate > 0):
+            raise ValueError(f"epochs and max_events must be >= 1 and rate > 0; got epochs={self.epochs}, max_events={self.max_events}, rate={self.rate}")
+
 
 def _sigterm_as_interrupt():
     """Turn SIGTERM into KeyboardInterrupt (main thread only); returns the function that undoes it."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from difflsrec.progress import progress
 from model.data.formats import ReadOptions, read_interactions
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,29 @@ def read_topic(bootstrap_servers: str, topic: str, window_seconds: float | None 
         remaining = {tp: off for tp, off in end.items() if off > consumer.position(tp)}
         table, skipped = HistoryTable([], [], []), 0
         since = time.time() - window_seconds if window_seconds else None
-        deadline = time.monotonic() + timeout
-        while remaining and time.monotonic() < deadline:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for rec in records:
-                    if tp in remaining and rec.offset < end[tp]:
-                        event = parse_event(rec.key, rec.value, Limits())
-                        if not isinstance(event, InteractionEvent):
-                            skipped += 1
-                        elif since is None or event.timestamp >= since:
-                            table.users.append(event.user_id)
-                            table.items.append(event.item_id)
-                            table.times.append(int(event.timestamp))
-                if tp in remaining and consumer.position(tp) >= end[tp]:
-                    del remaining[tp]
+        # an idle limit, not a total one: a large topic takes as long as it takes while records keep coming
+        # (ML-1M's million events took over 30 s on a busy machine, so a total limit failed every period)
+        last_progress = time.monotonic()
+        with progress(total=sum(end[tp] - consumer.position(tp) for tp in remaining), unit="ev", desc=f"read {topic}", delay=2.0, leave=False) as bar:
+            while remaining and time.monotonic() - last_progress < timeout:
+                polled = consumer.poll(timeout_ms=500)
+                if polled:
+                    last_progress = time.monotonic()
+                for tp, records in polled.items():
+                    bar.update(len(records))
+                    for rec in records:
+                        if tp in remaining and rec.offset < end[tp]:
+                            event = parse_event(rec.key, rec.value, Limits())
+                            if not isinstance(event, InteractionEvent):
+                                skipped += 1
+                            elif since is None or event.timestamp >= since:
+                                table.users.append(event.user_id)
+                                table.items.append(event.item_id)
+                                table.times.append(int(event.timestamp))
+                    if tp in remaining and consumer.position(tp) >= end[tp]:
+                        del remaining[tp]
         if remaining:
-            raise TimeoutError(f"reading {topic} did not reach the end offsets within {timeout}s: {remaining}")
+            raise TimeoutError(f"reading {topic}: no record for {timeout}s before the end offsets: {remaining}")
         log.info("read %d events from topic %s (%d invalid skipped)", len(table), topic, skipped)
         return table
     finally:

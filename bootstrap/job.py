@@ -65,10 +65,11 @@ class BootstrapReport:
     def line(self) -> str:
         m = self.metrics
         verdict = f"published {self.version}" if self.published else f"not published ({self.reason})"
+        live = f"live {m['live_NDCG@10']:.4f}" if "live_NDCG@10" in m else "no live version to compare with"
         return (
             f"bootstrap: {m.get('n_users', 0)} users, {m.get('n_items', 0)} items, {m.get('n_interactions', 0)} interactions; "
-            f"valid NDCG@10 {m.get('valid_NDCG@10', float('nan')):.4f} (live {m.get('live_NDCG@10', float('nan')):.4f}); "
-            f"{verdict} in {self.seconds:.1f}s"
+            f"valid NDCG@10 {m.get('valid_NDCG@10', float('nan')):.4f} ({live}); {verdict} in {self.seconds:.1f}s"
+            + (f"; announcement failed ({m['announce_error']}): workers find the version by polling LATEST" if "announce_error" in m else "")
         )
 
 
@@ -109,6 +110,11 @@ def warm_start(model, live: Artifact, item_ids) -> int:
             new_state[key] = value.clone()
     carried = 0
     if "item_emb.weight" in new_state and "item_emb.weight" in old_state:
+        if new_state["item_emb.weight"].shape[1] != old_state["item_emb.weight"].shape[1]:
+            log.warning("warm start: the live model's item embeddings have %d dimensions, this model %d: item rows not carried over",
+                        old_state["item_emb.weight"].shape[1], new_state["item_emb.weight"].shape[1])
+            model.load_state_dict(new_state)
+            return 0
         old_index = {item: i for i, item in enumerate(live.item_ids) if i > 0}
         for i, item in enumerate(item_ids):
             j = old_index.get(str(item))
@@ -151,7 +157,7 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
     seed_everything(opts.train.seed)
     model = build(opts.model, seq.n_items, stats, opts.overrides)
     live_path = registry.latest_path()
-    live = load_artifact(live_path) if live_path else None
+    live = _load_live(live_path, metrics)
     if live is not None and opts.warm_start and live.model.name == model.name:
         metrics["warm_started_items"] = warm_start(model, live, seq.item_ids)
     checkpoint = training_checkpoint(registry, data.hash, live.version if live is not None else None)
@@ -164,26 +170,49 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
         result = train(model, data, stats, opts.train, features, checkpoint=checkpoint)  # nothing was loaded: a fresh start
     model.cpu().eval()
     metrics.update({f"valid_{k}": v for k, v in result.best_valid.items()}, best_epoch=result.best_epoch, epochs=result.epochs_run)
-    if live is not None:
-        metrics["live_version"] = live.version
-        metrics["live_NDCG@10"] = live_validation_ndcg(live, data)
-        if metrics["valid_NDCG@10"] < metrics["live_NDCG@10"] - opts.margin:
-            reason = f"validation NDCG@10 {metrics['valid_NDCG@10']:.4f} is below the live {live.version}'s {metrics['live_NDCG@10']:.4f} by more than {opts.margin}"
-            log.warning("refusing to publish: %s", reason)
-            checkpoint.unlink(missing_ok=True)
-            return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)
-
     version = new_version()
 
     def write(staging: Path) -> None:
         save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options")})
         build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
 
-    path = registry.publish(version, write)
+    with registry.lock():  # the gate's live version is the one this publication replaces, whoever published it meanwhile
+        now_live = registry.latest_path()
+        if now_live != live_path:
+            log.info("the live version changed while training (%s -> %s): gating against the new one", live_path and live_path.name, now_live and now_live.name)
+            live = _load_live(now_live, metrics)
+        if live is not None:
+            metrics["live_version"] = live.version
+            metrics["live_NDCG@10"] = live_validation_ndcg(live, data)
+            if metrics["valid_NDCG@10"] < metrics["live_NDCG@10"] - opts.margin:
+                reason = f"validation NDCG@10 {metrics['valid_NDCG@10']:.4f} is below the live {live.version}'s {metrics['live_NDCG@10']:.4f} by more than {opts.margin}"
+                log.warning("refusing to publish: %s", reason)
+                checkpoint.unlink(missing_ok=True)
+                return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)
+        path = registry.publish(version, write)
     checkpoint.unlink(missing_ok=True)  # published: a rerun retrains on whatever history it then finds
     if opts.announce and bootstrap_servers:
-        announce(bootstrap_servers, updates_topic, version, path, metrics)
+        try:
+            # absolute: a worker in another working directory (or container with the same mount) must find it
+            announce(bootstrap_servers, updates_topic, version, path.resolve(), metrics)
+        except Exception as error:  # published and live: workers also poll LATEST, so this only delays the swap
+            log.warning("published %s, but its announcement on %s failed: %s (workers find it by polling LATEST)", version, updates_topic, error)
+            metrics["announce_error"] = f"{type(error).__name__}: {error}"
     return BootstrapReport(True, version, "ok", metrics, time.perf_counter() - started, str(path))
+
+
+def _load_live(path: Path | None, metrics: dict):
+    """The live artifact, or None when there is none or it cannot be loaded (a truncated weights file, a
+    missing file): a broken live version must not block the retraining that replaces it (no warm start and
+    no gate against it then; the reason is in ``metrics["live_unreadable"]``)."""
+    if path is None:
+        return None
+    try:
+        return load_artifact(path)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:  # ArtifactError is a ValueError or RuntimeError
+        log.error("the live version %s cannot be loaded (%s): training without it, and publishing replaces it", path.name, error)
+        metrics["live_unreadable"] = f"{path.name}: {error}"
+        return None
 
 
 def announce(bootstrap_servers: str, topic: str, version: str, path: Path, metrics: dict) -> None:
@@ -191,8 +220,9 @@ def announce(bootstrap_servers: str, topic: str, version: str, path: Path, metri
     from kafka import KafkaProducer
 
     from stream.settings import kafka_python_config
-    from stream.topics import ensure_updates_topic
+    from stream.topics import ensure_updates_topic, require_reachable
 
+    require_reachable(bootstrap_servers)  # ~3 s without a broker, not kafka-python's 30 s of retries
     ensure_updates_topic(bootstrap_servers, topic)
     producer = KafkaProducer(**kafka_python_config(bootstrap_servers=bootstrap_servers, acks="all"))
     try:
@@ -207,9 +237,12 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip().lower()
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
         raise ValueError(f"invalid duration {text!r} (examples: 90s, 15m, 2h, 1d)") from None
+    if not seconds > 0:  # also NaN; a period of 0 or less retrained back to back
+        raise ValueError(f"a duration must be positive, got {text!r} (examples: 90s, 15m, 2h, 1d)")
+    return seconds
 
 
 def options_dict(opts: BootstrapOptions) -> dict:

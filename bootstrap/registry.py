@@ -14,10 +14,12 @@ a staging directory (ignored) or a complete version that is not live; readers ne
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LATEST = "LATEST"
@@ -46,9 +48,40 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(Path(dirpath))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _readable_by_all(root: Path) -> None:
+    """Give a staged version the modes a plain ``mkdir``/``open`` would under the umask: ``mkdtemp`` makes
+    0700 and safetensors writes 0600, which hid every version from a worker running under another uid."""
+    mask = _umask()
+    for dirpath, _, filenames in os.walk(root):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            os.chmod(Path(dirpath) / name, 0o666 & ~mask)
+
+
 class Registry:
     def __init__(self, root: Path):
-        self.root = Path(root)
+        self.root = Path(root).expanduser()
+        if self.root.exists() and not self.root.is_dir():
+            raise RegistryError(f"{self.root} is a file, not a registry directory")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive among processes on this machine (an advisory ``flock`` on ``<registry>/.lock``): what a
+        publisher decides from the live version (the gate) must still hold when it publishes, and its staging
+        clean-up must not remove another publisher's staging directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property
     def versions_dir(self) -> Path:
@@ -67,7 +100,11 @@ class Registry:
         except FileNotFoundError:
             return None
         if not name or not (self.versions_dir / name / "manifest.json").is_file():
-            raise RegistryError(f"{self.root / LATEST} names {name!r}, which is not a published version")
+            available = self.versions()
+            raise RegistryError(
+                f"{self.root / LATEST} names {name!r}, which is not a published version; published: {', '.join(available[-5:]) or 'none'}"
+                + (f" (`difflsrec registry set-live VERSION --registry {self.root}` makes one live)" if available else "")
+            )
         return name
 
     def latest_path(self) -> Path | None:
@@ -94,6 +131,7 @@ class Registry:
             write(staging)
             if not (staging / "manifest.json").is_file():
                 raise RegistryError("the version writer produced no manifest.json")
+            _readable_by_all(staging)
             _fsync_tree(staging)
             os.rename(staging, target)
             _fsync_dir(self.versions_dir)
@@ -115,7 +153,8 @@ class Registry:
         _fsync_dir(self.root)
 
     def remove_stale_staging(self) -> list[Path]:
-        """Staging directories left by killed publishers (only one bootstrap job publishes at a time)."""
+        """Staging directories left by killed publishers (call it holding :meth:`lock`, as the bootstrap job does:
+        a running publisher's staging directory looks the same)."""
         removed = []
         if self.root.is_dir():
             for p in self.root.iterdir():

@@ -20,6 +20,7 @@ app = typer.Typer(
 
 def _mount() -> None:
     from bootstrap.cli import app as bootstrap_app
+    from bootstrap.registry_cli import app as registry_app
     from model.cli import app as model_app
     from model.data.cli import app as data_app
     from stream.cli import mount as mount_stream
@@ -30,6 +31,7 @@ def _mount() -> None:
     app.add_typer(kafka_app, name="kafka", help="Run the local Apache Kafka broker (KRaft, single node, 127.0.0.1).")
     mount_stream(app)  # worker, bench stream
     app.registered_commands.extend(bootstrap_app.registered_commands)  # bootstrap, replay, demo
+    app.add_typer(registry_app, name="registry", help="List a model registry's versions; make one live (roll back).")
 
 
 @app.callback()

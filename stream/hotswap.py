@@ -114,8 +114,27 @@ class ModelSwapper:
             async for record in consumer:
                 try:
                     update = json.loads(record.value)
-                    await self.consider(Path(update["path"]), update.get("version"))
+                    path = Path(update["path"])
                 except (ValueError, KeyError, TypeError) as error:
                     log.warning("ignoring a malformed model update at offset %d: %s", record.offset, error)
+                    continue
+                if self.follows(path):
+                    await self.consider(path, update.get("version"))
         finally:
             await consumer.stop()
+
+    def follows(self, path: Path) -> bool:
+        """Whether an announced version is this worker's to serve: one published in the registry it serves. The
+        topic is shared by every registry on the cluster (a test, a demo, another team's job): a worker of
+        registry A took registry B's announced model and served it until A's LATEST changed. A worker serving
+        one fixed artifact directory serves only that."""
+        root = self.registry_root
+        if root is None:
+            log.info("ignoring the announced model %s: this worker serves the fixed artifact %s (serve a registry to follow new versions)", path, self.settings.artifact)
+            self.worker.metrics.updates_ignored.inc()
+            return False
+        if not path.is_absolute() or not path.resolve().is_relative_to(root.resolve()):
+            log.warning("ignoring the announced model %s: not in the registry this worker serves (%s)", path, root.resolve())
+            self.worker.metrics.updates_ignored.inc()
+            return False
+        return True

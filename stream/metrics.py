@@ -35,6 +35,7 @@ class WorkerMetrics:
         self.gc_pause = Histogram("difflsrec_gc_pause_seconds", "Garbage-collection pauses of the worker process", ["generation"], buckets=LATENCY_BUCKETS, registry=r)
         self.swaps = Counter("difflsrec_model_swaps", "Hot swaps to a new model version, by what triggered them", ["trigger"], registry=r)
         self.swap_failures = Counter("difflsrec_model_swap_failures", "Announced or published versions that could not be loaded (the old one kept serving)", registry=r)
+        self.updates_ignored = Counter("difflsrec_model_updates_ignored", "Announced versions not in the registry this worker serves (another registry's, or a fixed-artifact worker)", registry=r)
         self.model_info = Gauge("difflsrec_model_info", "The model version being served (value 1)", ["version"], registry=r)
 
     def watch_gc(self) -> None:

@@ -95,13 +95,16 @@ def test_announcement_on_model_updates_topic(small_history, tmp_path, kafka_boot
     finally:
         consumer.close()
     assert [m["version"] for m in messages] == [report.version]
-    assert Path(messages[0]["path"]) == reg.latest_path() and "valid_NDCG@10" in messages[0]["metrics"]
+    assert Path(messages[0]["path"]) == reg.latest_path().resolve() and "valid_NDCG@10" in messages[0]["metrics"]
 
 
 def test_durations():
     assert parse_duration("90s") == 90 and parse_duration("15m") == 900 and parse_duration("2h") == 7200 and parse_duration("5") == 5
     with pytest.raises(ValueError):
         parse_duration("soon")
+    for never in ("-1h", "0", "0s", "nan"):  # a period of 0 or less retrained back to back, 15 runs in 40 s
+        with pytest.raises(ValueError, match="must be positive"):
+            parse_duration(never)
 
 
 def test_bootstrap_killed_while_writing_leaves_the_live_version(small_history, tmp_path):
@@ -193,3 +196,66 @@ def test_obsolete_or_foreign_training_checkpoints_never_stop_a_retraining(small_
     assert second.published and not ours.exists() and not obsolete.exists()
     assert f"removing an obsolete training checkpoint {obsolete}" in caplog.text
     assert f"discarding the training checkpoint {ours}: cannot read" in caplog.text  # then trained from scratch
+
+
+# ---- what an operator met (review of 2026-12-06) -------------------------------------------------------
+def test_a_broken_live_version_does_not_block_the_run_that_replaces_it(small_history, tmp_path):
+    reg = Registry(tmp_path / "registry")
+    first = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
+    weights = reg.latest_path() / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a truncated copy, a full disk
+    second = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
+    assert second.published and reg.latest() == second.version != first.version
+    assert first.version in second.metrics["live_unreadable"] and "warm_started_items" not in second.metrics
+    assert "no live version to compare with" in second.line()
+    load_artifact(reg.latest_path())
+
+
+def test_a_new_embedding_size_is_trained_without_the_live_rows(small_history, tmp_path):
+    reg = Registry(tmp_path / "registry")
+    run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
+    opts = _opts(small_history, margin=1.0)
+    opts.overrides = {**TINY, "d": 8}  # the live model has d = 16: its item rows do not fit (a RuntimeError before)
+    report = run_once(opts, reg, cache_dir=tmp_path / "cache")
+    assert report.published and report.metrics["warm_started_items"] == 0
+    assert load_artifact(reg.latest_path()).model.config.d == 8
+
+
+def test_a_failed_announcement_after_publishing_is_a_warning_not_a_failed_run(small_history, tmp_path):
+    reg = Registry(tmp_path / "registry")
+    opts = _opts(small_history)
+    opts.announce = True
+    started = time.monotonic()
+    report = run_once(opts, reg, bootstrap_servers="127.0.0.1:1", cache_dir=tmp_path / "cache")
+    assert report.published and reg.latest() == report.version
+    assert "KafkaConnectionError" in report.metrics["announce_error"] and "workers find the version by polling LATEST" in report.line()
+    assert time.monotonic() - started < 120
+
+
+def test_the_gate_compares_with_the_version_published_while_this_one_trained(small_history, tmp_path, monkeypatch, caplog):
+    """Two jobs on one registry: the second to publish is gated against the first's version, not against the
+    one that was live when it started (both published before, the older one gating the newer's successor)."""
+    import logging
+    import shutil
+
+    import bootstrap.job as job
+
+    reg = Registry(tmp_path / "registry")
+    first = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
+    real_train = job.train
+
+    def copy_of_first(staging: Path) -> None:
+        shutil.copytree(reg.path_of(first.version), staging, dirs_exist_ok=True)
+        manifest = json.loads((staging / "manifest.json").read_text())
+        (staging / "manifest.json").write_text(json.dumps({**manifest, "version": "20990101T000000-000001"}))
+
+    def train_while_another_job_publishes(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        reg.publish("20990101T000000-000001", copy_of_first)
+        return result
+
+    monkeypatch.setattr(job, "train", train_while_another_job_publishes)
+    caplog.set_level(logging.INFO, logger="bootstrap.job")
+    second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
+    assert second.published and second.metrics["live_version"] == "20990101T000000-000001"
+    assert "the live version changed while training" in caplog.text

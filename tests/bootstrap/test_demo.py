@@ -32,3 +32,14 @@ def test_demo_runs_end_to_end(isolated_home, tmp_path):
     # everything was shut down: no broker or worker of the demo is left running
     leftovers = subprocess.run(["pgrep", "-f", "difflsrec-demo-"], capture_output=True, text=True).stdout.split()
     assert not leftovers, leftovers
+
+
+def test_demo_options_are_checked_before_kafka_starts():
+    from bootstrap.demo import DemoOptions
+
+    for fraction in (0.0, 1.0, 1.5):  # 1.0 was read as "before epoch second 1" and failed after Kafka started
+        with pytest.raises(ValueError, match="strictly between 0 and 1"):
+            DemoOptions(train_fraction=fraction)
+    with pytest.raises(ValueError, match="rate > 0"):
+        DemoOptions(rate=0)
+    DemoOptions(train_fraction=0.5, rate=20, max_events=10)

@@ -93,3 +93,68 @@ def test_latest_pointing_nowhere_is_an_error(tmp_path):
     (tmp_path / "LATEST").write_text("ghost\n")
     with pytest.raises(RegistryError, match="ghost"):
         Registry(tmp_path).latest()
+
+
+def test_a_version_is_readable_by_other_users_as_the_umask_allows(tmp_path):
+    """mkdtemp (0700) and safetensors (0600) hid every version from a worker running under another uid."""
+    reg = Registry(tmp_path / "registry")
+    old = os.umask(0o022)
+    try:
+        path = reg.publish("v1", lambda d: ((d / "manifest.json").write_text("{}"), (d / "index").mkdir(), (d / "index" / "f").write_text("x")))
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o755 and ((path / "index").stat().st_mode & 0o777) == 0o755
+    assert ((path / "manifest.json").stat().st_mode & 0o777) == 0o644 and ((path / "index" / "f").stat().st_mode & 0o777) == 0o644
+
+
+def test_a_registry_path_that_is_a_file_is_refused_at_once(tmp_path):
+    (tmp_path / "regfile").write_text("")
+    with pytest.raises(RegistryError, match="is a file, not a registry directory"):
+        Registry(tmp_path / "regfile")
+
+
+def test_the_registry_lock_excludes_a_second_holder(tmp_path):
+    import threading
+
+    reg = Registry(tmp_path / "registry")
+    waited = []
+
+    def second_holder():
+        started = time.monotonic()
+        with Registry(tmp_path / "registry").lock():
+            waited.append(time.monotonic() - started)
+
+    with reg.lock():
+        other = threading.Thread(target=second_holder)
+        other.start()
+        time.sleep(1.0)
+        assert not waited  # still waiting
+    other.join(10)
+    assert waited and waited[0] >= 0.9
+
+
+def test_registry_list_and_set_live_roll_back_and_refuse_a_corrupt_version(tmp_path, tiny_artifact_dir):
+    import shutil
+
+    env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home")}
+    reg = Registry(tmp_path / "home" / "registry")
+    for version in ("v1", "v2", "v3"):
+        reg.publish(version, lambda d: shutil.copytree(tiny_artifact_dir, d, dirs_exist_ok=True))
+    weights = reg.path_of("v2") / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "difflsrec.cli", "registry", *args], capture_output=True, text=True, env=env, timeout=120)
+
+    listed = cli("list", "--json")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["version"] for r in rows] == ["v1", "v2", "v3"] and [r["live"] for r in rows] == [False, False, True]
+    corrupt = cli("set-live", "v2")
+    assert corrupt.returncode == 1 and "does not match its checksum" in corrupt.stderr and reg.latest() == "v3"
+    back = cli("set-live", "v1")
+    assert back.returncode == 0 and "live: v1 (was v3)" in back.stdout and reg.latest() == "v1"
+    missing = cli("set-live", "v9")
+    assert missing.returncode == 1 and "no published version 'v9'" in missing.stderr
+    (reg.root / "LATEST").write_text("gone\n")
+    with pytest.raises(RegistryError, match="published: v1, v2, v3 .*set-live VERSION"):
+        reg.latest()

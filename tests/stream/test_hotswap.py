@@ -56,6 +56,10 @@ def test_hot_swap_under_load(kafka_bootstrap, tmp_path):
         time.sleep(4)
         _publish(registry, "v2", N_NEW_ITEMS, seed=1, make_live=False)  # only announced (LATEST stays v1):
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+        # another registry's job announces on the same topic: not this worker's to serve (it used to swap to it)
+        foreign = Registry(tmp_path / "another-registry")
+        _publish(foreign, "x1", N_NEW_ITEMS, seed=3)
+        producer.send(deployment.settings["model_updates_topic"], json.dumps({"version": "x1", "path": str(foreign.path_of("x1"))}).encode()).get(30)
         announced_at = time.time()
         producer.send(deployment.settings["model_updates_topic"], json.dumps({"version": "v2", "path": str(registry.path_of("v2"))}).encode()).get(30)
         producer.close()
@@ -100,6 +104,7 @@ def test_hot_swap_under_load(kafka_bootstrap, tmp_path):
         totals = worker.metrics()
         assert totals['difflsrec_model_swaps_total{trigger="announcement"}'] == 1
         assert totals['difflsrec_model_swaps_total{trigger="registry"}'] == 1
+        assert totals["difflsrec_model_updates_ignored_total"] == 1  # x1, never served (seen_versions above)
         assert totals["difflsrec_states_reencoded_total"] >= 10  # every user, at least once
         assert totals['difflsrec_model_info{version="v3"}'] == 1
     finally:
