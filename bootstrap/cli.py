@@ -85,38 +85,96 @@ def replay(
     max_events: int = typer.Option(None, help="stop after this many events"),
     k: int = typer.Option(10, help="cut-off of the prequential metrics"),
     windows: int = typer.Option(10, help="time windows of the metrics-over-time report"),
-    drain_timeout: float = typer.Option(30.0, help="seconds without a new recommendation before giving up on the rest"),
-    open_loop: bool = typer.Option(False, "--open-loop", help="publish on the clock alone instead of waiting, per user, for the list of their previous event"),
+    drain_timeout: float = typer.Option(30.0, help="seconds without a new answer before giving up on the rest"),
+    open_loop: bool = typer.Option(False, "--open-loop", help="publish on the clock alone instead of waiting, per user, for the answer to their previous event"),
     out: Path = typer.Option(None, help="directory for replay.json and the PNG plots"),
 ) -> None:
-    """Replay history through the live system (interactions -> worker -> recommendations) and score it."""
-    from bootstrap.replay import ReplayOptions, write_report
+    """Replay history through the live system (interactions -> worker -> recommendations) and score it.
+
+    Events the worker's rules refuse are counted and not sent; dead letters of sent events are counted apart;
+    neither is scored. Exit code 1 when any other event went without an answer (no worker, a stalled or slow
+    one: the report is still written, with the counts), 130 on Ctrl-C (the report so far, marked interrupted)."""
+    from bootstrap.replay import ReplayInterrupted, ReplayOptions, check_options
     from bootstrap.replay import replay as run_replay
     from stream.settings import WorkerSettings
 
-    if speed and rate:
-        raise typer.BadParameter("give --speed or --rate, not both")
-    settings = WorkerSettings()
     opts = ReplayOptions(inputs=list(input), read=read, start_after=start_after, users=users, seed=seed, max_events=max_events, rate=rate, speed=speed, k=k, windows=windows, drain_timeout=drain_timeout, closed_loop=not open_loop)
-    report = run_replay(opts, settings.bootstrap_servers, settings.interactions_topic, settings.recommendations_topic)
+    if problem := check_options(opts):  # before anything starts
+        raise typer.BadParameter(problem[1], param_hint=problem[0])
+    settings = WorkerSettings()
+    try:
+        report = run_replay(opts, settings.bootstrap_servers, settings.interactions_topic, settings.recommendations_topic, settings.dlq_topic, settings.event_limits())
+    except ReplayInterrupted as stop:
+        _replay_output(stop.report, out)
+        typer.echo(f"interrupted: {stop.report['events_sent']} of {stop.report['n_events']} events were sent; the report holds what was measured until then", err=True)
+        raise typer.Exit(130) from None
+    _replay_output(report, out)
+    if problem := replay_problem(report):
+        typer.echo(problem, err=True)
+        raise typer.Exit(1)
+
+
+def _replay_output(report: dict, out: Path | None) -> None:
     typer.echo(replay_summary(report))
     if out:
+        from bootstrap.replay import write_report
+
         write_report(report, out)
         typer.echo(f"wrote {out / 'replay.json'}, {out / 'metrics_over_time.png'}, {out / 'latency_hist.png'}")
+
+
+def replay_problem(report: dict) -> str | None:
+    """Why a finished replay failed (exit code 1), with a hint; None when every event had its answer (a list, a
+    dead letter) or was refused. Events without an answer make the metrics meaningless: in closed loop a user's
+    later events never went out, and an unanswered event's user had no list for the next one."""
+    missing = report.get("missing_recommendations", 0)
+    if report["n_events"] and not report["events_sent"] and report.get("refused_events") == report["n_events"]:
+        return "error: every event was refused by the worker's rules: nothing was sent (refused_reasons in the report)"
+    if not missing:
+        return None
+    topics = report.get("topics", {})
+    line = f"error: {missing} of {report['n_events']} events have no answer ({report.get('unanswered_events', missing)} sent and unanswered, {report.get('events_never_sent', 0)} never sent)"
+    if report["recommendations_received"] == 0 and report.get("dead_letters", 0) == 0:
+        hint = (f"hint: no worker answered on {topics.get('recommendations', 'the recommendations topic')}: is `difflsrec worker` running on this cluster"
+                f" and reading {topics.get('interactions', 'the interactions topic')}?")
+    else:
+        hint = (f"hint: the worker stopped answering (--drain-timeout {report['options']['drain_timeout']:g} s without an answer): is it still running,"
+                " or behind? A longer --drain-timeout waits more")
+    return f"{line}\n{hint}"
 
 
 def replay_summary(report: dict) -> str:
     a, w, lat = report["all_events"], report["events_with_list"], report["latency_ms"]
     k = report["k"]
     lines = [
-        f"replayed {report['n_events']} events of {report['n_users']} users in {report['seconds']:.1f}s ({report['events_per_second']:.0f} events/s, {'closed' if report['closed_loop'] else 'open'} loop)",
-        f"prequential HR@{k} {a['HR']:.4f}  NDCG@{k} {a['NDCG']:.4f}  MRR@{k} {a['MRR']:.4f}  (all events; no list = miss)",
+        f"replayed {report['n_events']} events of {report['n_users']} users in {report['seconds']:.1f}s ({report['events_per_second']:.0f} events/s, {'closed' if report['closed_loop'] else 'open'} loop)"
+        + (" -- INTERRUPTED" if report.get("interrupted") else ""),
+        f"prequential HR@{k} {a['HR']:.4f}  NDCG@{k} {a['NDCG']:.4f}  MRR@{k} {a['MRR']:.4f}  (all {a['n']} scored events; no list = miss)",
         f"             HR@{k} {w['HR']:.4f}  NDCG@{k} {w['NDCG']:.4f}  MRR@{k} {w['MRR']:.4f}  (the {100 * report['share_with_list']:.1f}% of events that had a list)",
-        f"recommendations received {report['recommendations_received']}, missing {report['missing_recommendations']}, duplicates {report['duplicate_recommendations']}",
     ]
+    if "events_never_sent" in report:
+        sent = f"events sent {report['events_sent']}, never sent {report['events_never_sent']}"
+        if report.get("refused_events"):
+            sent += f", refused by the worker's rules (not sent) {report['refused_events']} ({_reasons(report['refused_reasons'])})"
+        lines.append(sent)
+    answers = f"recommendations received {report['recommendations_received']}, missing {report['missing_recommendations']}, duplicates {report['duplicate_recommendations']}"
+    if report.get("dead_letters"):
+        answers += f", dead letters {report['dead_letters']} ({_reasons(report['dead_letter_reasons'])}; not scored)"
+    if report.get("undelivered_events"):
+        answers += f", not taken by Kafka {report['undelivered_events']}"
+    lines.append(answers)
     if lat.get("n"):
         lines.append(f"latency event -> recommendation: p50 {lat['p50']:.1f} ms, p90 {lat['p90']:.1f} ms, p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
+    if report.get("redelivered_recommendations"):
+        lines.append(f"note: {report['redelivered_recommendations']} answers were for events the worker had applied already (redelivered): its state was not advanced again")
+    if w.get("n", 0) >= 20 and w["HR"] == 0:
+        lines.append("note: no event's item was in its user's list. If these events were replayed to this worker before (same app id and state),"
+                     " its users' histories hold them already and their items are never recommended again: replay to a worker with fresh state")
     return "\n".join(lines)
+
+
+def _reasons(counts: dict) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 @app.command()

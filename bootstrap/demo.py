@@ -99,7 +99,7 @@ def run_demo(opts: DemoOptions, echo=print) -> dict:
         echo(f"[5/5] replaying the last {1 - opts.train_fraction:.0%} of the timeline through Kafka ...")
         result = replay(
             ReplayOptions(inputs=[data_file], start_after=opts.train_fraction, rate=opts.rate, max_events=opts.max_events),
-            broker.bootstrap_servers, topics["interactions_topic"], topics["recommendations_topic"],
+            broker.bootstrap_servers, topics["interactions_topic"], topics["recommendations_topic"], topics["dlq_topic"],
         )
         out = Path(opts.out) if opts.out else CommonSettings().home / "demo"
         write_report(result, out)
