@@ -37,6 +37,7 @@ def bootstrap(
     index_kind: str = typer.Option("flat", help="flat (exact) | ivf | hnsw"),
     registry: Path = typer.Option(None, help="registry directory (default: $DIFFLSREC_HOME/registry)"),
     announce: bool = typer.Option(True, help="announce new versions on the model-updates topic"),
+    keep_versions: int = typer.Option(10, min=0, help="after publishing, keep this many newest versions and remove older ones (the live one always stays; 0 = keep all)"),
 ) -> None:
     """Train DiffLSRec on history, build its FAISS index and publish a new version atomically."""
     from bootstrap.job import BootstrapOptions, options_dict, parse_duration, run_once
@@ -53,7 +54,7 @@ def bootstrap(
         topic_window=parse_duration(topic_window) if topic_window else None, train_until=train_until, kcore=kcore,
         model=model, overrides=parse_sets(set, prefixed=False),
         train=TrainConfig(epochs=epochs, patience=patience, lr=lr, max_minutes=max_minutes, seed=seed, device=settings.device),
-        warm_start=warm_start, margin=margin, index_kind=index_kind, announce=announce,
+        warm_start=warm_start, margin=margin, index_kind=index_kind, announce=announce, keep_versions=keep_versions or None,
     )
     reg = Registry(registry or settings.registry_dir)
     period = parse_duration(every) if every else None

@@ -51,6 +51,7 @@ class BootstrapOptions:
     margin: float = 0.01  # refuse a model whose validation NDCG@10 is below the live one's by more than this
     index_kind: str = "flat"
     announce: bool = True
+    keep_versions: int | None = 10  # after publishing, remove all but this many newest versions (None: keep all)
 
 
 @dataclass
@@ -190,6 +191,9 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
                 checkpoint.unlink(missing_ok=True)
                 return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)
         path = registry.publish(version, write)
+        if opts.keep_versions is not None:
+            if removed := registry.prune(opts.keep_versions):
+                log.info("removed %d old version(s), keeping the %d newest: %s", len(removed), opts.keep_versions, ", ".join(removed))
     checkpoint.unlink(missing_ok=True)  # published: a rerun retrains on whatever history it then finds
     if opts.announce and bootstrap_servers:
         try:

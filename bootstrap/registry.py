@@ -152,6 +152,20 @@ class Registry:
         os.replace(tmp, self.root / LATEST)
         _fsync_dir(self.root)
 
+    def prune(self, keep: int) -> list[str]:
+        """Remove all but the ``keep`` newest versions, never the live one (call it holding :meth:`lock`).
+        Returns the removed names, oldest first."""
+        if keep < 1:
+            raise ValueError(f"keep at least one version, got {keep}")
+        live = self.latest()
+        removed = [v for v in self.versions()[:-keep] if v != live]
+        for version in removed:
+            # renamed away first, so no reader ever sees a half-deleted version (versions() needs manifest.json)
+            doomed = self.root / f"{STAGING_PREFIX}removed-{version}"
+            os.rename(self.versions_dir / version, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        return removed
+
     def remove_stale_staging(self) -> list[Path]:
         """Staging directories left by killed publishers (call it holding :meth:`lock`, as the bootstrap job does:
         a running publisher's staging directory looks the same)."""

@@ -64,3 +64,12 @@ def set_live(version: str = typer.Argument(..., help="a published version (see `
             pass
         reg.set_latest(version)
     typer.echo(f"live: {version} (was {previous or 'none'}); workers serving {reg.root} swap to it at their next poll")
+
+
+@app.command()
+def prune(keep: int = typer.Option(..., min=1, help="how many of the newest versions to keep (the live one is always kept)"), registry: Path = REGISTRY) -> None:
+    """Remove old versions: all but the --keep newest, never the live one."""
+    reg = _registry(registry)
+    with reg.lock():
+        removed = reg.prune(keep)
+    typer.echo(f"removed {len(removed)} version(s){': ' + ', '.join(removed) if removed else ''}; {len(reg.versions())} left in {reg.root}")

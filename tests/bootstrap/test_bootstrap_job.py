@@ -63,6 +63,9 @@ def test_publish_then_gate_and_warm_start(small_history, tmp_path):
     refused = run_once(_opts(small_history, margin=-1.0), reg, cache_dir=tmp_path / "cache")
     assert not refused.published and "below the live" in refused.reason
     assert reg.latest() == second.version and len(reg.versions()) == 2
+    # a periodic job keeps the newest versions only (the live one always)
+    third = run_once(_opts(small_history, margin=1.0, keep_versions=1), reg, cache_dir=tmp_path / "cache")
+    assert third.published and reg.versions() == [third.version]
 
 
 def test_train_until_keeps_the_early_timeline(small_history, tmp_path):

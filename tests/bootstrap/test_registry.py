@@ -158,3 +158,20 @@ def test_registry_list_and_set_live_roll_back_and_refuse_a_corrupt_version(tmp_p
     (reg.root / "LATEST").write_text("gone\n")
     with pytest.raises(RegistryError, match="published: v1, v2, v3 .*set-live VERSION"):
         reg.latest()
+
+
+def test_prune_keeps_the_newest_and_the_live_version(tmp_path):
+    reg = Registry(tmp_path / "registry")
+    for version in ("v1", "v2", "v3", "v4", "v5"):
+        reg.publish(version, lambda d: (d / "manifest.json").write_text("{}"))
+    reg.set_latest("v2")  # rolled back
+    assert reg.prune(2) == ["v1", "v3"]
+    assert reg.versions() == ["v2", "v4", "v5"] and reg.latest() == "v2"
+    assert not [p for p in reg.root.iterdir() if p.name.startswith(".staging-")]
+    with pytest.raises(ValueError, match="keep at least one"):
+        reg.prune(0)
+    env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home")}
+    pruned = subprocess.run([sys.executable, "-m", "difflsrec.cli", "registry", "prune", "--keep", "1", "--registry", str(reg.root)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert pruned.returncode == 0 and "removed 1 version(s): v4; 2 left" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert reg.versions() == ["v2", "v5"]
