@@ -316,24 +316,27 @@ def replay(opts: ReplayOptions, bootstrap_servers: str, interactions_topic: str 
     Raises :class:`ReplayInterrupted` (with the report so far) on Ctrl-C."""
     from stream.producer import EventProducer, TopicReader
     from stream.schemas import check_event, oversize
-    from stream.topics import require_reachable
+    from stream.settings import WorkerSettings
+    from stream.topics import ensure_topics, require_reachable
 
     if problem := check_options(opts):
         raise ValueError(f"{problem[0]}: {problem[1]}")
     if limits is None:
-        from stream.settings import WorkerSettings
-
         limits = WorkerSettings().event_limits()
     require_reachable(bootstrap_servers)  # seconds, not kafka-python's 30 s of retries, when no broker answers
+    # the topics as the worker creates them (its partition count), never auto-created by a reader below with the
+    # broker's default count, which a worker started later would have to live with
+    ensure_topics(WorkerSettings(bootstrap_servers=bootstrap_servers, interactions_topic=interactions_topic,
+                                 recommendations_topic=recommendations_topic, dlq_topic=dlq_topic))
     events = load_events(opts)
     n = len(events)
     if n == 0:
         raise ValueError("nothing to replay (empty input or nothing after start_after)")
     run_id = f"replay-{uuid.uuid4().hex[:8]}-"
-    readers = [TopicReader(bootstrap_servers, recommendations_topic, from_beginning=False)]
+    readers = [TopicReader(bootstrap_servers, recommendations_topic, from_beginning=False, allow_auto_create_topics=False)]
     readers[0].wait_for_assignment()  # positioned at the end before the first event goes out
     try:
-        dlq = TopicReader(bootstrap_servers, dlq_topic, from_beginning=False)
+        dlq = TopicReader(bootstrap_servers, dlq_topic, from_beginning=False, allow_auto_create_topics=False)
         readers.append(dlq)
         dlq.wait_for_assignment(10.0)
     except TimeoutError:
