@@ -97,7 +97,10 @@ def load_artifact(path: Path, device: str | torch.device = "cpu", verify: bool =
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise ArtifactError(f"{path} is not a model artifact (no manifest.json)")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"{manifest_path} is not readable JSON ({error}): a damaged artifact") from None
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: artifact format {manifest.get('format_version')} is not supported (expected {FORMAT_VERSION})")
     if verify:

@@ -6,7 +6,9 @@ Options override the ``DIFFLSREC_*`` environment (see :class:`stream.settings.Wo
 
 from __future__ import annotations
 
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -51,13 +53,55 @@ def run_worker(settings, loglevel: str = "info", worker_class=None) -> None:
     """Load the model, create the topics, and run the Faust worker until SIGTERM/SIGINT. ``worker_class``: a
     subclass of ``stream.app.StreamWorker`` to run instead (the tests' fault injection)."""
     from stream.app import StreamWorker, load_bundle, run_faust_worker, use_event_loop
-    from stream.topics import ensure_topics
+    from stream.topics import ensure_topics, require_reachable
 
     use_event_loop(settings.event_loop)
-    bundle = load_bundle(settings)  # first: a wrong artifact path fails before anything is created on the cluster
-    partitions = ensure_topics(settings)
-    stream_worker = (worker_class or StreamWorker)(settings, bundle, partitions)
-    run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)
+    with _own_data_dir(settings.datadir):  # before joining the group: a second worker here disrupted the first
+        _require_free_port(settings.web_host, settings.web_port)
+        bundle = load_bundle(settings)  # first: a wrong artifact path fails before anything is created on the cluster
+        require_reachable(settings.bootstrap_servers)  # ~3 s and one line without a broker (kafka-python: 34 s, 130 lines)
+        partitions = ensure_topics(settings)
+        stream_worker = (worker_class or StreamWorker)(settings, bundle, partitions)
+        run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)
+
+
+@contextmanager
+def _own_data_dir(datadir: Path):
+    """Hold an exclusive lock on the worker's data directory for the process's life. Two workers on one
+    directory share RocksDB files: the second used to join the consumer group (a rebalance of the first),
+    retry Faust's RocksDB lock for 30 s, then crash with a KeyError."""
+    import fcntl
+
+    if datadir.exists() and not datadir.is_dir():
+        raise NotADirectoryError(f"the worker's data directory {datadir} is a file")
+    datadir.mkdir(parents=True, exist_ok=True)
+    with open(datadir / ".worker.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise OSError(f"the data directory {datadir} is in use by another worker ({owner}): give each worker its own --data-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """The web server's port, checked before anything starts (Faust fails later with a 60-line traceback)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise OSError(f"the worker's web port {host}:{port} is not free ({error.strerror}): another worker or server uses it; pick another with --web-port") from None
 
 
 FOLLOWED = ("recommendations", "dlq", "interactions")

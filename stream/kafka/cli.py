@@ -38,8 +38,8 @@ def _fail(error: Exception) -> typer.Exit:
 @app.command()
 def start(
     data_dir: DataDir = None,
-    port: Annotated[int, typer.Option(help="PLAINTEXT listener for clients")] = 9092,
-    controller_port: Annotated[int, typer.Option(help="KRaft controller listener")] = 9093,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="PLAINTEXT listener for clients")] = 9092,
+    controller_port: Annotated[int, typer.Option(min=1, max=65535, help="KRaft controller listener")] = 9093,
     partitions: Annotated[int, typer.Option(help="partitions of auto-created topics")] = 1,
     foreground: Annotated[bool, typer.Option(help="stay attached and echo the broker log; Ctrl-C stops it")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the broker to answer")] = 60.0,

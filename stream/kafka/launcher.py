@@ -177,8 +177,9 @@ class LocalKafka:
     def __init__(self, data_dir: Path | str | None = None, port: int = 9092, controller_port: int = 9093, *, num_partitions: int = 1, owned: bool = False):
         if port == controller_port:
             raise ValueError(f"port and controller_port must differ (both {port})")
-        # Absolute, because the path is matched against the broker's command line to recognise it.
-        self.data_dir = Path(data_dir or default_data_dir()).expanduser().absolute()
+        # Resolved, because the path is matched against the broker's command line to recognise it: through a
+        # symlink or `..` an absolute() path did not match, and stop() removed a live broker's pid file.
+        self.data_dir = Path(data_dir or default_data_dir()).expanduser().resolve()
         self.port = port
         self.controller_port = controller_port
         self.num_partitions = num_partitions
@@ -192,9 +193,12 @@ class LocalKafka:
         broker = cls(data_dir)
         properties = read_properties(broker.properties_file)
         if properties:
-            broker.port = int(properties["advertised.listeners"].rsplit(":", 1)[1])
-            broker.controller_port = int(properties["controller.quorum.voters"].rsplit(":", 1)[1])
-            broker.num_partitions = int(properties["num.partitions"])
+            try:
+                broker.port = int(properties["advertised.listeners"].rsplit(":", 1)[1])
+                broker.controller_port = int(properties["controller.quorum.voters"].rsplit(":", 1)[1])
+                broker.num_partitions = int(properties["num.partitions"])
+            except (KeyError, IndexError, ValueError) as error:  # a damaged file must not keep a broker from being stopped
+                log.warning("%s is incomplete (%s): assuming the default ports; stop and status go by the pid file", broker.properties_file, error)
         return broker
 
     @property
@@ -276,7 +280,12 @@ class LocalKafka:
                 preexec_fn=stop_with_this_process() if owned else None,
             )
         self.pid_file.write_text(f"{self._process.pid}\n")
-        self._wait_until_ready(timeout)
+        try:
+            self._wait_until_ready(timeout)
+        except KeyboardInterrupt:  # Ctrl-C while it starts: stop it rather than leave a broker nobody asked to keep
+            log.warning("interrupted while the broker (pid %d) was starting: stopping it", self._process.pid)
+            self.stop()
+            raise
         log.info("Kafka broker (pid %d) answers on %s after %.1fs", self._process.pid, self.bootstrap_servers, time.monotonic() - started)
         return True
 
@@ -323,7 +332,9 @@ class LocalKafka:
                 raise KafkaLauncherError(f"{name} {port} on {HOST} is already in use")
         classpath = resolve_classpath(self.data_dir.parent)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.properties_file.write_text(self._server_properties())
+        tmp = self.properties_file.with_name(f".{self.properties_file.name}.tmp")
+        tmp.write_text(self._server_properties())
+        os.replace(tmp, self.properties_file)  # whole or not at all: status and stop read it
         if self.cluster_id() is None:
             self._format_storage(classpath)
         return self._java_command(classpath, BROKER_MAIN, str(self.properties_file), console=console)

@@ -180,9 +180,18 @@ def test_cli_start_is_idempotent_and_stop_is_clean(local_kafka):
 
     status = runner.invoke(app, ["status", "--data-dir", str(broker.data_dir)])
     assert status.exit_code == 0 and "answering" in status.stdout
+    # the same directory named another way (a symlink): recognised, not taken for a stale pid file and removed
+    link = broker.data_dir.parent / f"{broker.data_dir.name}-link"
+    link.symlink_to(broker.data_dir)
+    via_link = runner.invoke(app, ["status", "--data-dir", str(link)])
+    assert via_link.exit_code == 0 and "answering" in via_link.stdout, via_link.output
+    assert runner.invoke(app, ["start", "--data-dir", str(broker.data_dir), "--port", "70000"]).exit_code == 2  # out of range
 
-    stopped = runner.invoke(app, ["stop", "--data-dir", str(broker.data_dir)])
-    assert stopped.exit_code == 0 and Stopped.CLEANLY.value in stopped.stdout
+    # a damaged server.properties must not keep the broker from being stopped (it went by a KeyError before)
+    lines = broker.properties_file.read_text().splitlines()
+    broker.properties_file.write_text("\n".join(lines[:3]) + "\n")
+    stopped = runner.invoke(app, ["stop", "--data-dir", str(link)])
+    assert stopped.exit_code == 0 and Stopped.CLEANLY.value in stopped.stdout, stopped.output
     assert process_gone(pid) and not broker.pid_file.exists()
 
     status = runner.invoke(app, ["status", "--data-dir", str(broker.data_dir)])
