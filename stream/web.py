@@ -2,7 +2,8 @@
 
 GET /recommendations/{user_id}  the latest list sent for the user (404 if none yet)
 GET /state/{user_id}            a readable summary of the user's stored state (operators, tests)
-GET /health                     200 when serving, 503 while the worker rebalances or recovers its tables
+GET /health                     200 when serving, 503 while the worker rebalances or recovers its tables, or
+                                when no bootstrap server accepts a connection (status "broker_unreachable")
 GET /metrics                    Prometheus text
 GET /consumer                   the consumer's view of each assigned partition (read, committed, fetch position,
                                 paused where, prefetched records): why a worker with lag does not consume
@@ -13,6 +14,7 @@ answers for every user.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -69,6 +71,8 @@ def register_views(worker: StreamWorker) -> None:
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
         body = {**readiness(app, worker.settings.interactions_topic), "model_version": worker.bundle.version}
+        if body["status"] == "ok" and not await broker_reachable(worker.settings.bootstrap_servers):
+            body["status"] = "broker_unreachable"  # it was "ok" while the broker was down: nothing was served
         return web.json(body, status=200 if body["status"] == "ok" else 503)
 
     @app.page("/consumer")
@@ -79,6 +83,19 @@ def register_views(worker: StreamWorker) -> None:
     async def prometheus(web: View, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type; the text is ASCII anyway
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+async def broker_reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:
+    """Whether any bootstrap server accepts a TCP connection within ``timeout`` (without blocking the loop)."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        except (OSError, ValueError, asyncio.TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False
 
 
 def readiness(app, topic: str) -> dict:

@@ -58,3 +58,18 @@ def test_a_damaged_manifest_names_its_file(tmp_path, tiny_artifact_dir):
     (broken / "manifest.json").write_text("{bad")
     with pytest.raises(ArtifactError, match=f"{broken / 'manifest.json'} is not readable JSON"):
         load_artifact(broken)
+
+
+def test_health_sees_whether_a_broker_accepts_connections():
+    """`/health` said "ok" while the broker was down; it now checks that a bootstrap server answers."""
+    import asyncio
+
+    from stream.web import broker_reachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert asyncio.run(broker_reachable(f"127.0.0.1:1,127.0.0.1:{port}"))  # any one of them
+    assert not asyncio.run(broker_reachable(f"127.0.0.1:{port}"))  # closed now
+    assert not asyncio.run(broker_reachable("not-a-server"))
