@@ -34,7 +34,8 @@ def list_versions(registry: Path = REGISTRY, as_json: bool = typer.Option(False,
     except RegistryError as error:  # LATEST names nothing: list what there is, so one can be made live
         typer.echo(f"warning: {error}", err=True)
         live = None
-    for version in reg.versions():
+    versions = reg.versions()
+    for version in versions:
         manifest = json.loads((reg.versions_dir / version / "manifest.json").read_text())
         metrics = manifest.get("metrics", {})
         row = {"version": version, "live": version == live, "model": manifest.get("model"), "created": manifest.get("created"),
@@ -44,13 +45,14 @@ def list_versions(registry: Path = REGISTRY, as_json: bool = typer.Option(False,
         else:
             ndcg = "–" if row["valid_NDCG@10"] is None else f"{row['valid_NDCG@10']:.4f}"
             typer.echo(f"{'*' if row['live'] else ' '} {version}  {row['model']}  {row['n_items']} items  valid NDCG@10 {ndcg}  created {row['created']}")
-    if not reg.versions():
+    if not versions:
         typer.echo(f"{reg.root}: no published version", err=True)
 
 
 @app.command("set-live")
 def set_live(version: str = typer.Argument(..., help="a published version (see `difflsrec registry list`)"), registry: Path = REGISTRY) -> None:
     """Make a published version live (e.g. roll back): it is loaded and its checksums verified first."""
+    from bootstrap.registry import RegistryError
     from model.artifact import load_artifact
 
     reg = _registry(registry)
@@ -60,7 +62,7 @@ def set_live(version: str = typer.Argument(..., help="a published version (see `
         previous = None
         try:
             previous = reg.latest()
-        except Exception:
+        except RegistryError:  # LATEST named a missing version: this is the repair
             pass
         reg.set_latest(version)
     typer.echo(f"live: {version} (was {previous or 'none'}); workers serving {reg.root} swap to it at their next poll")

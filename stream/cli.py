@@ -94,14 +94,10 @@ def _own_data_dir(datadir: Path):
 
 def _require_free_port(host: str, port: int) -> None:
     """The web server's port, checked before anything starts (Faust fails later with a 60-line traceback)."""
-    import socket
+    from stream.kafka.launcher import port_is_free
 
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as error:
-            raise OSError(f"the worker's web port {host}:{port} is not free ({error.strerror}): another worker or server uses it; pick another with --web-port") from None
+    if not port_is_free(port, host):
+        raise OSError(f"the worker's web port {host}:{port} is not free: another worker or server uses it; pick another with --web-port")
 
 
 FOLLOWED = ("recommendations", "dlq", "interactions")

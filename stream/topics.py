@@ -84,11 +84,21 @@ def require_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:
     kafka-python's 30 s of retries, each logged (a command's ~120 log lines before its error)."""
     from kafka.errors import KafkaConnectionError
 
-    for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
+    for host, port in bootstrap_addresses(bootstrap_servers):
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             return
-        except (OSError, ValueError):
+        except OSError:
             continue
     raise KafkaConnectionError(f"no Kafka broker answers at {bootstrap_servers}")
+
+
+def bootstrap_addresses(bootstrap_servers: str) -> list[tuple[str, int]]:
+    """``host:port`` entries of a bootstrap list ("[::1]:9092" too); an entry without a numeric port is skipped
+    (nothing could connect to it)."""
+    addresses = []
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if port.isdigit():
+            addresses.append((host.strip("[]"), int(port)))
+    return addresses

@@ -87,11 +87,12 @@ def register_views(worker: StreamWorker) -> None:
 
 async def broker_reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:
     """Whether any bootstrap server accepts a TCP connection within ``timeout`` (without blocking the loop)."""
-    for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
+    from stream.topics import bootstrap_addresses
+
+    for host, port in bootstrap_addresses(bootstrap_servers):
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
-        except (OSError, ValueError, asyncio.TimeoutError):
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, asyncio.TimeoutError):
             continue
         writer.close()
         return True

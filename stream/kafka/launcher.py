@@ -28,6 +28,7 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+from difflsrec.files import write_atomic
 from difflsrec.settings import CommonSettings
 from stream.process import stop_with_this_process
 
@@ -74,12 +75,12 @@ def find_free_port() -> int:
     return find_free_ports(1)[0]
 
 
-def port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = HOST) -> bool:
     with socket.socket() as sock:
         # Same flag as Java's server sockets, so a port in TIME_WAIT after a restart counts as free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((HOST, port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -332,9 +333,7 @@ class LocalKafka:
                 raise KafkaLauncherError(f"{name} {port} on {HOST} is already in use")
         classpath = resolve_classpath(self.data_dir.parent)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.properties_file.with_name(f".{self.properties_file.name}.tmp")
-        tmp.write_text(self._server_properties())
-        os.replace(tmp, self.properties_file)  # whole or not at all: status and stop read it
+        write_atomic(self.properties_file, self._server_properties())  # whole or not at all: status and stop read it
         if self.cluster_id() is None:
             self._format_storage(classpath)
         return self._java_command(classpath, BROKER_MAIN, str(self.properties_file), console=console)
