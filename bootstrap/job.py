@@ -30,6 +30,7 @@ from model.checkpoint import CheckpointError
 from model.data.dataset import PreparedDataset, Split
 from model.data.formats import ReadOptions
 from model.data.prepare import PrepareOptions, prepare
+from model.histories import UserHistories
 from model.registry import build
 from model.training import TrainConfig, seed_everything, train
 
@@ -174,7 +175,8 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
     version = new_version()
 
     def write(staging: Path) -> None:
-        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options")})
+        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options")},
+                      histories=UserHistories.from_sequences(seq))  # the worker starts known users from these
         build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
 
     with registry.lock():  # the gate's live version is the one this publication replaces, whoever published it meanwhile

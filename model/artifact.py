@@ -9,7 +9,9 @@ A directory holding
     items.json          the item vocabulary: dense id -> raw item id (index 0 is padding)
     features.json       fitted feature statistics (interval min/max, item counts, buckets)
 
-and optionally an ``index/`` sub-directory with the FAISS index of the item embeddings (see ``index/``).
+and optionally ``histories.npz``, the last interactions of every user it was trained on (``model/histories.py``:
+the worker builds a user's first state from them), and an ``index/`` sub-directory with the FAISS index of
+the item embeddings (see ``index/``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.features import FeatureStats
+from model.histories import FILE as HISTORIES_FILE
+from model.histories import UserHistories
 from model.registry import Recommender, build
 
 FORMAT_VERSION = 1
@@ -42,6 +46,7 @@ class Artifact:
     item_ids: list[str]
     manifest: dict
     path: Path
+    histories: UserHistories | None = None  # None: an artifact written without them (or before they existed)
 
     @property
     def version(self) -> str:
@@ -64,7 +69,10 @@ def new_version() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
 
 
-def save_artifact(path: Path, model: Recommender, stats: FeatureStats, item_ids, *, data_hash: str, split: str, metrics: dict | None = None, version: str | None = None, extra: dict | None = None) -> dict:
+def save_artifact(
+    path: Path, model: Recommender, stats: FeatureStats, item_ids, *, data_hash: str, split: str, metrics: dict | None = None, version: str | None = None,
+    extra: dict | None = None, histories: UserHistories | None = None,
+) -> dict:
     """Write the artifact files into ``path`` (created; caller handles atomic publication)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -76,6 +84,10 @@ def save_artifact(path: Path, model: Recommender, stats: FeatureStats, item_ids,
     (path / "config.json").write_text(json.dumps({"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config)}, indent=2))
     (path / "items.json").write_text(json.dumps(item_ids))
     (path / "features.json").write_text(json.dumps(stats.to_dict()))
+    files = FILES
+    if histories is not None:
+        histories.save(path / HISTORIES_FILE)
+        files = (*FILES, HISTORIES_FILE)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": model.name,
@@ -85,7 +97,7 @@ def save_artifact(path: Path, model: Recommender, stats: FeatureStats, item_ids,
         "split": split,
         "n_items": model.n_items,
         "metrics": metrics or {},
-        "files": {name: sha256_file(path / name) for name in FILES},
+        "files": {name: sha256_file(path / name) for name in files},
         **(extra or {}),
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -113,4 +125,12 @@ def load_artifact(path: Path, device: str | torch.device = "cpu", verify: bool =
     model = build(cfg["model"], cfg["n_items"], stats, cfg["config"])
     model.load_state_dict(load_file(str(path / "weights.safetensors"), device="cpu"))
     model.to(device).eval()
-    return Artifact(model=model, stats=stats, item_ids=item_ids, manifest=manifest, path=path)
+    histories = None
+    if HISTORIES_FILE in manifest["files"]:
+        try:
+            histories = UserHistories.load(path / HISTORIES_FILE)
+        except (ValueError, KeyError, OSError) as error:
+            raise ArtifactError(f"{path}: {HISTORIES_FILE} is not readable: {error}") from None
+        if len(histories.items) and (histories.items.min() < 1 or histories.items.max() > model.n_items):
+            raise ArtifactError(f"{path}: {HISTORIES_FILE} holds item ids outside the model's vocabulary")
+    return Artifact(model=model, stats=stats, item_ids=item_ids, manifest=manifest, path=path, histories=histories)

@@ -24,6 +24,7 @@ from model.data.dataset import PreparedDataset
 from model.data.prepare import tied_target_share, tied_targets_sentence
 from model.evaluation import EvalResult, evaluate, paired_test, seed_averaged
 from model.features import FeatureStats
+from model.histories import UserHistories
 from model.registry import build, get
 from model.training import TrainConfig, seed_everything, train
 
@@ -70,7 +71,9 @@ def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, featur
     if sampled_negatives:
         sampled = evaluate(model, data, features, data.split.test, ks=ks, batch_size=train_cfg.eval_batch_size, device=device, sampled_negatives=sampled_negatives, seed=train_cfg.seed)
     if save_dir is not None:
-        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid}, extra={"data_options": data.meta.get("options")})
+        # a servable model carries its users' recent histories: the worker starts them from those (model/histories.py)
+        histories = UserHistories.from_sequences(data.sequences) if hasattr(model, "long_step") else None
+        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid}, extra={"data_options": data.meta.get("options")}, histories=histories)
     config = {**dataclasses.asdict(model.config), "lr": result.lr}  # the learning rate is part of what was run
     return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, config, result.history, sampled)
 

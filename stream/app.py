@@ -77,7 +77,8 @@ class StreamWorker:
         self.metrics.set_model_version(bundle.version)
         self.metrics.watch_gc()
         self.engine = Engine(
-            bundle, top_n=settings.top_n, exclude_seen=settings.exclude_seen, history_len=settings.history_len, fuse_every_event=settings.fuse_every_event
+            bundle, top_n=settings.top_n, exclude_seen=settings.exclude_seen, history_len=settings.history_len, fuse_every_event=settings.fuse_every_event,
+            seed_states=settings.seed_states,
         )
         self.limits = settings.event_limits()
         self.app = self._create_app()
@@ -240,6 +241,7 @@ class StreamWorker:
         m.events_replayed.inc(c.replayed)
         m.unknown_items.inc(c.unknown_items)
         m.new_users.inc(c.new_users)
+        m.seeded.inc(c.seeded)
         m.reencoded.inc(c.reencoded)
 
     async def _log_counts(self) -> None:

@@ -36,6 +36,7 @@ def worker(
     inference_steps: Annotated[Optional[int], typer.Option(help="reverse diffusion steps (default: the artifact's) (env DIFFLSREC_INFERENCE_STEPS)")] = None,
     top_n: Annotated[Optional[int], typer.Option(help="items per recommendation (env DIFFLSREC_TOP_N)")] = None,
     partitions: Annotated[Optional[int], typer.Option(help="partitions of topics created by the worker (env DIFFLSREC_PARTITIONS)")] = None,
+    seed_states: Annotated[Optional[bool], typer.Option("--seed-states/--no-seed-states", help="start users new to this worker from the artifact's history of them (env DIFFLSREC_SEED_STATES, default on)")] = None,
     loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
 ) -> None:
     """Serve recommendations: consume interactions, update user states, publish top-N lists."""
@@ -44,6 +45,7 @@ def worker(
     given = {
         "artifact": artifact, "app_id": app_id, "web_port": web_port, "web_host": web_host, "worker_data_dir": data_dir,
         "batch_max": batch_max, "batch_within": batch_within, "inference_steps": inference_steps, "top_n": top_n, "partitions": partitions,
+        "seed_states": seed_states,
     }
     settings = WorkerSettings(**{key: value for key, value in given.items() if value is not None})
     run_worker(settings, loglevel)

@@ -23,6 +23,10 @@ Rules:
   in the user's recent-id ring, does not touch the state; it still gets a (``replay=True``) message.
 * Unknown items (not in the model's vocabulary) go into the history (exclusions, later re-encoding) and
   ``last_ts``, but cannot move ``h`` or the window (they have no embedding).
+* A user new to the table whose history the artifact holds (``model/histories.py``) starts from that
+  history, re-encoded as after a model change, when their first event here is later than its last
+  interaction; otherwise (not in it, or an event that may belong to it: a topic replayed from its start)
+  they start empty, as every new user did before artifacts carried histories (``seed_states=False``).
 * A user whose window is still empty (no known item yet) gets the most popular training items
   (``strategy="popularity"``, score = normalised training frequency), minus seen items.
 * The model, its index and its version form one :class:`ModelBundle`; the engine reads ``self.bundle``
@@ -32,6 +36,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +56,7 @@ log = logging.getLogger(__name__)
 
 DEDUP_RING = 16
 DIFFUSION, POPULARITY = "diffusion", "popularity"
+_FROM_HISTORY = "<artifact history>"  # model_version of a state built from an artifact's history until it is encoded
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ class BatchCounts:
     replayed: int = 0
     unknown_items: int = 0
     new_users: int = 0
+    seeded: int = 0  # of the new users, started from the artifact's history of them
     reencoded: int = 0
     fallback: int = 0
 
@@ -201,13 +208,14 @@ class _Snapshot:
 class Engine:
     def __init__(
         self, bundle: ModelBundle, *, top_n: int = 10, exclude_seen: bool = True, history_len: int = 200, fuse_every_event: bool = False,
-        clock: Callable[[], float] = time.time,
+        seed_states: bool = True, clock: Callable[[], float] = time.time,
     ):
         self.bundle = bundle
         self.top_n = top_n
         self.exclude_seen = exclude_seen
         self.history_len = history_len
         self.fuse_every_event = fuse_every_event
+        self.seed_states = seed_states
         self.clock = clock
 
     def new_state(self, bundle: ModelBundle | None = None) -> UserState:
@@ -226,13 +234,15 @@ class Engine:
             current = states.get(user)
             if current is None:
                 counts.new_users += 1
-                copies[user] = self.new_state(bundle)
+                seeded = self._from_history(bundle, user, events[by_user[user][0]].event.timestamp) if self.seed_states else None
+                counts.seeded += seeded is not None
+                copies[user] = seeded or self.new_state(bundle)
             else:
                 copies[user] = current.copy()
         stale = [s for s in copies.values() if s.model_version != bundle.version]
         if stale:
+            counts.reencoded += sum(s.model_version != _FROM_HISTORY for s in stale)
             self._reencode(bundle, stale)
-            counts.reencoded += len(stale)
         timings["reencode"] = time.thread_time() - started
 
         started = time.thread_time()
@@ -321,6 +331,25 @@ class Engine:
             torch.from_numpy(np.where(valid, intervals[index], 0.0).astype(np.float32)).to(dev), torch.from_numpy(np.where(valid, freqs[index], 0)).to(dev),
         ).float().cpu().numpy()
         return {user: states[row, : len(steps[user])] for row, user in enumerate(users)}
+
+    def _from_history(self, bundle: ModelBundle, user: str, first_time: float) -> UserState | None:
+        """A new user's state from the artifact's history of them, to be encoded with the stale states; None
+        when the artifact has none for them, or when their first event here is not later than that history's
+        end: it may be one of its interactions coming through again (a topic read from its start), which
+        would then count twice."""
+        found = None if bundle.artifact.histories is None else bundle.artifact.histories.get(user)
+        if found is None:
+            return None
+        dense, times = found[0][-self.history_len :], found[1][-self.history_len :]
+        # whole seconds: a history written with whole seconds (the bootstrap job's) holds 1000 for an event
+        # at 1000.5, which must not pass for a later one
+        if not len(times) or not math.floor(first_time) > times[-1]:
+            return None
+        items = bundle.artifact.item_ids
+        return UserState(
+            model_version=_FROM_HISTORY, history=[items[i] for i in dense.tolist()], history_times=times.astype(np.float64),
+            history_dense=np.zeros(len(dense), np.int32), last_ts=float(times[-1]),
+        )
 
     @staticmethod
     def _record(w: _Working, sourced: SourcedEvent, dense: int) -> None:

@@ -24,6 +24,7 @@ class WorkerMetrics:
         self.events_replayed = Counter("difflsrec_events_replayed", "Redelivered events recognised as already applied", registry=r)
         self.unknown_items = Counter("difflsrec_unknown_item_events", "Applied events whose item is not in the model's vocabulary", registry=r)
         self.new_users = Counter("difflsrec_new_users", "Users seen for the first time by this worker's tables", registry=r)
+        self.seeded = Counter("difflsrec_users_seeded", "New users started from the model artifact's history of them instead of an empty state", registry=r)
         self.reencoded = Counter("difflsrec_states_reencoded", "User states re-encoded because they were computed by another model version", registry=r)
         self.state_errors = Counter("difflsrec_state_decode_errors", "Stored user states that could not be read (the user starts afresh)", registry=r)
         self.recommendations_out = Counter("difflsrec_recommendations_out", "Recommendation messages produced", ["strategy"], registry=r)

@@ -66,6 +66,11 @@ class WorkerSettings(KafkaSettings):
         "computed after the last of them, in every one of those events' messages (see as_of_offset)",
     )
     history_len: int = Field(200, ge=1, description="raw item ids kept per user (exclusions, re-encoding after a model change)")
+    seed_states: bool = Field(
+        True,
+        description="start a user new to the table from the artifact's history of them (histories.npz) when their first event is "
+        "later than it; false: every new user starts empty",
+    )
     artifact: Path | None = Field(None, description="model artifact dir, or a registry dir whose live version (LATEST) is served (default: <home>/registry)")
     inference_steps: int | None = Field(None, ge=1, description="reverse diffusion steps at serving time (default: the artifact's)")
     index_kind: Literal["flat", "ivf", "hnsw"] = "flat"

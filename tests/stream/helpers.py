@@ -15,6 +15,7 @@ import torch
 
 from model.artifact import Artifact, load_artifact, save_artifact
 from model.batching import collate
+from model.histories import UserHistories
 from model.registry import build
 from model.training import TrainConfig, train
 from stream.engine import SourcedEvent
@@ -25,14 +26,16 @@ TINY = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
 N_ITEMS = 30
 
 
-def build_tiny_artifact(path: Path, seed: int = 0, epochs: int = 2) -> Path:
-    """A real trained DiffLSRec artifact (30 items "i1".."i30", d=16): seconds on a CPU."""
+def build_tiny_artifact(path: Path, seed: int = 0, epochs: int = 2, histories: bool = False) -> Path:
+    """A real trained DiffLSRec artifact (30 items "i1".."i30", d=16): seconds on a CPU. Its 16 users are
+    "u0".."u15", as make_events' are; with ``histories`` their histories go into it, and a worker starts
+    those users from them (off by default: most tests follow a user's state from empty)."""
     data = toy_dataset(n_users=16, n_items=N_ITEMS, min_len=5, max_len=14, seed=seed, pattern=True)
     stats = toy_stats(data)
     torch.manual_seed(seed)
     model = build("difflsrec", data.sequences.n_items, stats, TINY)
     train(model, data, stats, TrainConfig(epochs=epochs, progress=False, device="cpu", seed=seed))
-    save_artifact(path, model, stats, data.sequences.item_ids, data_hash=data.hash, split="loo")
+    save_artifact(path, model, stats, data.sequences.item_ids, data_hash=data.hash, split="loo", histories=UserHistories.from_sequences(data.sequences) if histories else None)
     return path
 
 
