@@ -56,7 +56,7 @@ def _publish_copy(registry, artifact, version: str) -> float:
     from model.artifact import save_artifact
 
     def write(staging: Path) -> None:
-        save_artifact(staging, artifact.model, artifact.stats, artifact.item_ids, data_hash=artifact.manifest.get("data_hash", ""), split=artifact.manifest.get("split", "loo"), version=version)
+        save_artifact(staging, artifact.model, artifact.stats, artifact.item_ids, data_hash=artifact.manifest.get("data_hash", ""), split=artifact.manifest.get("split", "loo"), version=version, histories=artifact.histories)
         build_index(artifact.model, artifact.item_ids, "flat").save(staging / "index")
 
     registry.publish(version, write)
