@@ -39,12 +39,14 @@ def _fail(error: Exception) -> typer.Exit:
 def start(
     data_dir: DataDir = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="PLAINTEXT listener for clients")] = 9092,
-    controller_port: Annotated[int, typer.Option(min=1, max=65535, help="KRaft controller listener")] = 9093,
+    controller_port: Annotated[Optional[int], typer.Option(min=1, max=65535, help="KRaft controller listener (default: the one this data dir last used with the same --port, else --port + 1)")] = None,
     partitions: Annotated[int, typer.Option(help="partitions of auto-created topics")] = 1,
     foreground: Annotated[bool, typer.Option(help="stay attached and echo the broker log; Ctrl-C stops it")] = False,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the broker to answer")] = 60.0,
 ) -> None:
     """Start the broker (formatting its storage on first use) and wait until it answers."""
+    if controller_port is None:
+        controller_port = _default_controller_port(data_dir, port)
     broker = LocalKafka(data_dir, port, controller_port, num_partitions=partitions)
     try:
         if foreground:
@@ -55,6 +57,16 @@ def start(
     state = "started" if started else "already running"
     typer.echo(f"Kafka {state} (pid {broker.pid()}, data dir {broker.data_dir})", err=True)
     typer.echo(broker.bootstrap_servers)
+
+
+def _default_controller_port(data_dir, port: int) -> int:
+    """The controller port this data dir was configured with for the same client port (a restart keeps
+    both), else the one after the client port. A fixed 9093 made a second broker with another --port fail
+    on a port the user never chose."""
+    configured = LocalKafka.from_data_dir(data_dir)
+    if configured.properties_file.exists() and configured.port == port:
+        return configured.controller_port
+    return port + 1 if port < 65535 else port - 1
 
 
 @app.command()

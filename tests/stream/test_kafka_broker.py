@@ -240,3 +240,43 @@ def test_an_owned_broker_stops_when_its_owner_is_killed(local_kafka, tmp_path):
     )
     # SIGTERM from the kernel: Kafka's controlled shutdown
     assert_child_dies_with_owner(owner, ready, "broker", stop_timeout=60, running=broker.is_running)
+
+
+def _port_pair() -> int:
+    """A free port whose successor is free too (the default controller port is --port + 1)."""
+    from stream.kafka import find_free_port
+    from stream.kafka.launcher import port_is_free
+
+    for _ in range(50):
+        port = find_free_port()
+        if port < 65535 and port_is_free(port + 1):
+            return port
+    raise RuntimeError("no pair of free ports")
+
+
+def test_two_brokers_started_with_their_own_port_only_do_not_clash(local_kafka):
+    """The controller port defaulted to a fixed 9093: a second broker with another --port failed on a port
+    the user never chose. Now it is --port + 1, and a restart keeps the one the data dir was started with."""
+    runner = CliRunner()
+    dirs = [local_kafka().data_dir, local_kafka().data_dir]
+    ports = [_port_pair(), _port_pair()]
+    while abs(ports[0] - ports[1]) < 2:
+        ports[1] = _port_pair()
+    try:
+        for data_dir, port in zip(dirs, ports):
+            started = runner.invoke(app, ["start", "--data-dir", str(data_dir), "--port", str(port)])
+            assert started.exit_code == 0, started.output
+            assert LocalKafka.from_data_dir(data_dir).controller_port == port + 1
+        assert runner.invoke(app, ["stop", "--data-dir", str(dirs[0])]).exit_code == 0
+        # a custom controller port is kept on a restart that names only the client port
+        custom = _port_pair()
+        while abs(custom - ports[0]) < 2 or abs(custom - ports[1]) < 2:
+            custom = _port_pair()
+        assert runner.invoke(app, ["start", "--data-dir", str(dirs[0]), "--port", str(ports[0]), "--controller-port", str(custom)]).exit_code == 0
+        assert runner.invoke(app, ["stop", "--data-dir", str(dirs[0])]).exit_code == 0
+        again = runner.invoke(app, ["start", "--data-dir", str(dirs[0]), "--port", str(ports[0])])
+        assert again.exit_code == 0, again.output
+        assert LocalKafka.from_data_dir(dirs[0]).controller_port == custom
+    finally:
+        for data_dir in dirs:
+            runner.invoke(app, ["stop", "--data-dir", str(data_dir)])
