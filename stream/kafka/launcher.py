@@ -25,7 +25,7 @@ import socket
 import subprocess
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from difflsrec.files import write_atomic
@@ -269,34 +269,36 @@ class LocalKafka:
         and gets SIGTERM (a controlled shutdown) when the process dies, even by SIGKILL, instead of living on
         as an orphan (:func:`stream.process.stop_with_this_process`)."""
         owned = self.owned if owned is None else owned
-        if self._already_running():
-            return False
-        command = self._prepare(console=False)
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        with open(self.logs_dir / "stdout.log", "ab") as stdout:
-            # A new session: the broker survives the CLI that started it and ignores its terminal's Ctrl-C.
-            self._process = subprocess.Popen(
-                command, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=stop_with_this_process() if owned else None,
-            )
-        self.pid_file.write_text(f"{self._process.pid}\n")
-        try:
-            self._wait_until_ready(timeout)
-        except KeyboardInterrupt:  # Ctrl-C while it starts: stop it rather than leave a broker nobody asked to keep
-            log.warning("interrupted while the broker (pid %d) was starting: stopping it", self._process.pid)
-            self.stop()
-            raise
+        with self._starting(timeout):
+            if self._already_running():
+                return False
+            command = self._prepare(console=False)
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            started = time.monotonic()
+            with open(self.logs_dir / "stdout.log", "ab") as stdout:
+                # A new session: the broker survives the CLI that started it and ignores its terminal's Ctrl-C.
+                self._process = subprocess.Popen(
+                    command, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=stop_with_this_process() if owned else None,
+                )
+            self.pid_file.write_text(f"{self._process.pid}\n")
+            try:
+                self._wait_until_ready(timeout)
+            except KeyboardInterrupt:  # Ctrl-C while it starts: stop it rather than leave a broker nobody asked to keep
+                log.warning("interrupted while the broker (pid %d) was starting: stopping it", self._process.pid)
+                self.stop()
+                raise
         log.info("Kafka broker (pid %d) answers on %s after %.1fs", self._process.pid, self.bootstrap_servers, time.monotonic() - started)
         return True
 
     def run_foreground(self, timeout: float = 60.0) -> int:
         """Run the broker attached, its log echoed on stdout, until it exits (Ctrl-C or SIGTERM); its exit code."""
-        if self._already_running():
-            raise KafkaLauncherError(f"a broker already runs from {self.data_dir} (pid {self.pid()}); stop it first")
-        command = self._prepare(console=True)
-        self._process = subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL)
-        self.pid_file.write_text(f"{self._process.pid}\n")
+        with self._starting(timeout):  # held until the process and its pid file exist: a start after it sees them
+            if self._already_running():
+                raise KafkaLauncherError(f"a broker already runs from {self.data_dir} (pid {self.pid()}); stop it first")
+            command = self._prepare(console=True)
+            self._process = subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL)
+            self.pid_file.write_text(f"{self._process.pid}\n")
         # Ctrl-C reaches the JVM directly (same process group); a SIGTERM to us is passed on.
         previous = signal.signal(signal.SIGTERM, lambda *_: self._process.terminate())
         try:
@@ -310,6 +312,34 @@ class LocalKafka:
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.pid_file.unlink(missing_ok=True)
+
+    @contextmanager
+    def _starting(self, timeout: float):
+        """One start of this data directory at a time (``flock`` on ``.start.lock``). Two concurrent first
+        starts both formatted the storage, and one broker then refused the other's cluster id; now the second
+        waits, then finds the first's broker running."""
+        import fcntl
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        with open(self.data_dir / ".start.lock", "a+") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        handle.seek(0)
+                        raise KafkaLauncherError(f"another start of the broker in {self.data_dir} ({handle.read().strip() or 'a process'}) has not finished within {timeout:g}s") from None
+                    time.sleep(0.1)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _already_running(self) -> bool:
         pid = self.pid()

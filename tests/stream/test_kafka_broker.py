@@ -280,3 +280,22 @@ def test_two_brokers_started_with_their_own_port_only_do_not_clash(local_kafka):
     finally:
         for data_dir in dirs:
             runner.invoke(app, ["stop", "--data-dir", str(data_dir)])
+
+
+def test_two_concurrent_first_starts_of_one_data_dir_leave_one_broker_and_both_succeed(local_kafka):
+    """Both used to format the fresh storage; one broker then refused the other's cluster id and that
+    `kafka start` failed. Now the second waits for the first and reports it already running."""
+    import sys
+
+    broker = local_kafka()
+    command = [sys.executable, "-m", "difflsrec.cli", "kafka", "start", "--data-dir", str(broker.data_dir), "--port", str(broker.port), "--controller-port", str(broker.controller_port)]
+    try:
+        starts = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outputs = [p.communicate(timeout=180) for p in starts]
+        assert [p.returncode for p in starts] == [0, 0], outputs
+        said = sorted("already running" if "already running" in err else "started" for _, err in outputs)
+        assert said == ["already running", "started"], outputs
+        assert all(out.strip() == broker.bootstrap_servers for out, _ in outputs)
+        assert broker.pid() is not None and broker.cluster_id() is not None
+    finally:
+        broker.stop()
