@@ -13,6 +13,7 @@ from model.data.formats import ReadOptions
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 log = logging.getLogger(__name__)
+EXIT_NOT_PUBLISHED = 3  # a single bootstrap run whose model the gate refused
 
 
 @app.command()
@@ -39,7 +40,10 @@ def bootstrap(
     announce: bool = typer.Option(True, help="announce new versions on the model-updates topic"),
     keep_versions: int = typer.Option(10, min=0, help="after publishing, keep this many newest versions and remove older ones (the live one always stays; 0 = keep all)"),
 ) -> None:
-    """Train DiffLSRec on history, build its FAISS index and publish a new version atomically."""
+    """Train DiffLSRec on history, build its FAISS index and publish a new version atomically.
+
+    Exit code of a single run (no --every): 0 published, 3 trained but not published (the gate found it
+    worse than the live version by more than --margin; the live version stays), 1 failed."""
     from bootstrap.job import BootstrapOptions, options_dict, parse_duration, run_once
     from bootstrap.registry import Registry
     from model.cli import parse_sets
@@ -69,6 +73,8 @@ def bootstrap(
                 raise
             log.exception("bootstrap run failed (live version unchanged): %s", err)
         if period is None:
+            if not report.published:  # a scheduler running it once must be able to tell (it exited 0)
+                raise typer.Exit(EXIT_NOT_PUBLISHED)
             return
         time.sleep(max(0.0, period - (time.monotonic() - started)))
 

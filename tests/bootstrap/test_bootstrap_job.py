@@ -262,3 +262,17 @@ def test_the_gate_compares_with_the_version_published_while_this_one_trained(sma
     second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
     assert second.published and second.metrics["live_version"] == "20990101T000000-000001"
     assert "the live version changed while training" in caplog.text
+
+
+def test_a_single_run_the_gate_refuses_exits_3_and_one_that_publishes_exits_0(small_history, tmp_path):
+    """A refused run exited 0 like a published one: a scheduler running it once could not tell."""
+    root = tmp_path / "registry"
+    live = run_once(_opts(small_history), Registry(root), cache_dir=tmp_path / "cache").version
+    env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home")}
+    cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "bootstrap", "--input", str(small_history), "--epochs", "1", "--registry", str(root), "--no-announce"]
+    cmd += [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
+    refused = subprocess.run([*cmd, "--margin", "-1"], env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 3 and "not published" in refused.stdout, refused.stdout + refused.stderr
+    assert Registry(root).latest() == live
+    published = subprocess.run([*cmd, "--margin", "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert published.returncode == 0 and "published" in published.stdout and Registry(root).latest() != live, published.stdout + published.stderr
