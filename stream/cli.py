@@ -6,9 +6,8 @@ Options override the ``DIFFLSREC_*`` environment (see :class:`stream.settings.Wo
 
 from __future__ import annotations
 
-import os
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -72,26 +71,17 @@ def _own_data_dir(datadir: Path):
     """Hold an exclusive lock on the worker's data directory for the process's life. Two workers on one
     directory share RocksDB files: the second used to join the consumer group (a rebalance of the first),
     retry Faust's RocksDB lock for 30 s, then crash with a KeyError."""
-    import fcntl
+    from difflsrec.files import LockBusy, pid_lock
 
     if datadir.exists() and not datadir.is_dir():
         raise NotADirectoryError(f"the worker's data directory {datadir} is a file")
     datadir.mkdir(parents=True, exist_ok=True)
-    with open(datadir / ".worker.lock", "a+") as handle:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "another process"
-            raise OSError(f"the data directory {datadir} is in use by another worker ({owner}): give each worker its own --data-dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            stack.enter_context(pid_lock(datadir / ".worker.lock"))
+        except LockBusy as busy:
+            raise OSError(f"the data directory {datadir} is in use by another worker ({busy.owner or 'another process'}): give each worker its own --data-dir") from None
+        yield
 
 
 def _require_free_port(host: str, port: int) -> None:

@@ -28,7 +28,7 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from difflsrec.files import write_atomic
+from difflsrec.files import LockBusy, pid_lock, write_atomic
 from difflsrec.settings import CommonSettings
 from stream.process import stop_with_this_process
 
@@ -315,31 +315,16 @@ class LocalKafka:
 
     @contextmanager
     def _starting(self, timeout: float):
-        """One start of this data directory at a time (``flock`` on ``.start.lock``). Two concurrent first
-        starts both formatted the storage, and one broker then refused the other's cluster id; now the second
-        waits, then finds the first's broker running."""
-        import fcntl
-
+        """One start of this data directory at a time (a lock on ``.start.lock``). Two concurrent first starts
+        both formatted the storage, and one broker then refused the other's cluster id; now the second waits,
+        then finds the first's broker running."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + timeout
-        with open(self.data_dir / ".start.lock", "a+") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        handle.seek(0)
-                        raise KafkaLauncherError(f"another start of the broker in {self.data_dir} ({handle.read().strip() or 'a process'}) has not finished within {timeout:g}s") from None
-                    time.sleep(0.1)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()}\n")
-            handle.flush()
+        with ExitStack() as stack:
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                stack.enter_context(pid_lock(self.data_dir / ".start.lock", wait=timeout))
+            except LockBusy as busy:
+                raise KafkaLauncherError(f"another start of the broker in {self.data_dir} ({busy.owner or 'a process'}) has not finished within {timeout:g}s") from None
+            yield
 
     def _already_running(self) -> bool:
         pid = self.pid()
