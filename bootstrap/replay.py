@@ -118,6 +118,9 @@ def load_events(opts: ReplayOptions) -> HistoryTable:
     return table
 
 
+INTERRUPTED_CLOSE_SECONDS = 5.0  # how long an interrupted replay waits for its buffered events to go out
+
+
 class ReplayInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM turned into it) during a replay: ``report`` holds what was measured until then
     (``interrupted``: true). A KeyboardInterrupt, so a caller that stops on Ctrl-C still stops."""
@@ -379,7 +382,8 @@ def replay(opts: ReplayOptions, bootstrap_servers: str, interactions_topic: str 
         stop.set()
         thread.join(5)
         session.drain_failures()
-        producer.close()
+        # after Ctrl-C the user wants out: a broker that has gone away kept close() waiting up to 120 s
+        producer.close(timeout=INTERRUPTED_CLOSE_SECONDS if interrupted else None)
         for reader in readers:
             reader.close()
         bar.close()

@@ -10,14 +10,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 
 from stream.schemas import DeadLetter, InteractionEvent, Recommendation
 from stream.settings import kafka_python_config
+
+log = logging.getLogger(__name__)
 
 
 class EventProducer:
@@ -48,8 +52,13 @@ class EventProducer:
     def flush(self, timeout: float | None = None) -> None:
         self._producer.flush(timeout)
 
-    def close(self) -> None:
-        self._producer.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is buffered and close; ``timeout`` bounds the wait (records still unsent then are
+        dropped), else it can last kafka-python's delivery timeout (120 s) while the broker is away."""
+        try:
+            self._producer.close(timeout)
+        except KafkaTimeoutError:  # kafka-python's close flushes first and raises when that times out
+            log.warning("closing the producer: records not sent within %gs were dropped (is the broker at %s reachable?)", timeout, self._producer.config["bootstrap_servers"])
 
     def __enter__(self) -> EventProducer:
         return self

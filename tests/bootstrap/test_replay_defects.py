@@ -177,6 +177,44 @@ def test_ctrl_c_writes_the_partial_report_and_exits_130(tmp_path, no_worker_env)
     assert 3 <= report["events_sent"] < 200 and report["events_never_sent"] == 200 - report["events_sent"]
 
 
+@pytest.mark.kafka
+def test_ctrl_c_after_the_broker_froze_exits_within_seconds(tmp_path, local_kafka):
+    """The producer's close waited for its unsent records as long as kafka-python's delivery timeout (120 s)
+    when the broker had gone away: Ctrl-C then seemed to do nothing. After an interrupt it waits 5 s."""
+    from stream.producer import TopicReader
+    from stream.topics import create_topic
+
+    broker = local_kafka()
+    broker.start()
+    topics = {"interactions_topic": "in", "recommendations_topic": "out", "dlq_topic": "dlq"}
+    for name in topics.values():
+        create_topic(broker.bootstrap_servers, name, 1)
+    env = settings_env(broker.bootstrap_servers, **topics)
+    data = _csv(tmp_path / "h.csv", _interleaved(400, 1))
+    cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "replay", "--input", str(data), "--rate", "20", "--out", str(tmp_path / "r")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env}, preexec_fn=_ctrl_c_as_at_a_terminal)
+    pid = broker.pid()
+    try:
+        with TopicReader(broker.bootstrap_servers, "in") as reader:
+            got, deadline = 0, time.monotonic() + 90
+            while got < 3 and time.monotonic() < deadline and proc.poll() is None:
+                got += len(reader.poll(0.5))
+        assert got >= 3, "the replay never started sending"
+        os.kill(pid, signal.SIGSTOP)  # the broker stops answering; the replay keeps producing into its buffer
+        time.sleep(2)
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=150)
+        took = time.monotonic() - interrupted
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stdout + stderr
+    assert took < 20, f"exit took {took:.1f} s after Ctrl-C"
+
+
 # ---- with a real worker -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
