@@ -86,8 +86,10 @@ def save(path: Path, fp: str, state: TrainingProgress, model: torch.nn.Module, o
     tmp.replace(path)
 
 
-def load(path: Path, fp: str, model: torch.nn.Module, opt: torch.optim.Optimizer, batch_rng: np.random.Generator) -> TrainingProgress | None:
-    """Restore ``model``, ``opt``, the random states and ``batch_rng`` from ``path``; None when there is none."""
+def load(path: Path, fp: str, model: torch.nn.Module, opt: torch.optim.Optimizer, batch_rng: np.random.Generator, accept=None) -> TrainingProgress | None:
+    """Restore ``model``, ``opt``, the random states and ``batch_rng`` from ``path``; None when there is none.
+    ``accept(progress)`` may refuse the run (raise) before anything is restored, so a caller that catches the
+    refusal starts from its own weights."""
     path = Path(path)
     if not path.exists():
         return None
@@ -97,13 +99,15 @@ def load(path: Path, fp: str, model: torch.nn.Module, opt: torch.optim.Optimizer
             f"{path} is the checkpoint of another run (another model, configuration, learning rate, data or training "
             f"setting); delete it, or point this run at another checkpoint path"
         )
+    state = TrainingProgress(**json.loads(payload["progress"]), best_state=payload["best_state"])
+    if accept is not None:
+        accept(state)
     model.load_state_dict(payload["model"])
     for name, value in payload["buffers"].items():
         model.get_buffer(name).copy_(value)
     opt.load_state_dict(payload["optimizer"])
     _set_rng_state(payload["rng"], batch_rng)
-    meta = json.loads(payload["progress"])
-    return TrainingProgress(**meta, best_state=payload["best_state"])
+    return state
 
 
 def describe(path: Path) -> dict:

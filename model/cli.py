@@ -48,7 +48,7 @@ def parse_sets(pairs: list[str], prefixed: bool) -> dict:
 def known_names(text: str, known, option: str, what: str) -> list[str]:
     """'a, b' -> ['a', 'b'], failing with an option error on an empty list or a name not in ``known``
     (called before any data is read)."""
-    names = [m.strip() for m in text.split(",") if m.strip()]
+    names = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))  # a name given twice was run and counted twice
     unknown = [m for m in names if m not in known]
     if unknown or not names:
         raise typer.BadParameter(f"unknown {what}(s) {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(known)}", param_hint=option)
@@ -62,11 +62,22 @@ def model_names(text: str, option: str = "--models") -> list[str]:
 
 
 def int_list(text: str, option: str) -> list[int]:
-    """'8,16' -> [8, 16]; a clear option error for anything else."""
+    """'8,16' -> [8, 16] (positive, each once); a clear option error for anything else, before any data is read
+    (a K of 0 used to fail only when its run came up, after the runs before it)."""
     try:
-        return [int(k) for k in text.split(",") if k.strip()]
+        values = list(dict.fromkeys(int(k) for k in text.split(",") if k.strip()))
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"expected positive integers, got {text!r}", param_hint=option)
+    return values
+
+
+def at_least(value: int, low: int, option: str) -> int:
+    """``value`` when it is >= ``low``, else an option error before any data is read."""
+    if value < low:
+        raise typer.BadParameter(f"must be >= {low}, got {value}", param_hint=option)
+    return value
 
 
 def check_overrides(overrides: dict[str, dict]) -> dict[str, dict]:
@@ -166,6 +177,7 @@ def benchmark(
     names = model_names(models)
     overrides = check_overrides(parse_sets(set, prefixed=True))
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs, weight_decay)
+    at_least(seeds, 1, "--seeds")  # 0 wrote an empty results table
     data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), cfg,
@@ -330,7 +342,7 @@ def reproduce(
     elif preset is not None:
         raise typer.BadParameter(f"unknown preset {preset!r} (known: paper)")
     spec = ReproduceSpec(
-        seeds=list(range(seed, seed + seeds)),
+        seeds=list(range(seed, seed + at_least(seeds, 1, "--seeds"))),  # 0 wrote an empty report
         train=train_config(
             epochs, patience, lr, batch_size, device, seed, max_minutes, batching=batching, loss_scale=loss_scale, min_epochs=min_epochs,
             weight_decay=weight_decay,
@@ -339,7 +351,9 @@ def reproduce(
         parts=tuple(known_names(parts, PARTS, "--parts", "part")),
         models=model_names(models),
         k_values=int_list(k_values, "--k-values"),
-        sampled_negatives=sampled_negatives,
+        # the sampled protocol is always shown beside full ranking: 0 gave a table of NaN, a negative count
+        # failed after the first run
+        sampled_negatives=at_least(sampled_negatives, 1, "--sampled-negatives"),
     )
     data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     run_reproduce(data, spec, out, dataset_name=", ".join(str(p) for p in input), train=not no_train)

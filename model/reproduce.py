@@ -84,14 +84,20 @@ def plan(spec: ReproduceSpec) -> dict[str, list[tuple[str, Run]]]:
     def run(model: str, extra: dict, seed: int) -> Run:
         return Run(model, {**spec.overrides.get(model, {}), **extra}, seed)
 
+    def variant(model: str, seed: int) -> Run:
+        # an ablation variant is the full model minus one part: it takes the full model's --set values too (a
+        # `--set difflsrec.d=16` used to shrink the full model only), except the keys its part is made of
+        full = {k: v for k, v in spec.overrides.get("difflsrec", {}).items() if k not in get(model).preset}
+        return Run(model, {**full, **spec.overrides.get(model, {})}, seed)
+
     default_d = make_config("difflsrec", spec.overrides.get("difflsrec")).d
     parts: dict[str, list[tuple[str, Run]]] = {}
     if "table1" in spec.parts:
-        parts["table1"] = [(m, run(m, {}, s)) for m in spec.models for s in spec.seeds]
+        parts["table1"] = [(m, run(m, {}, s)) for m in dict.fromkeys(spec.models) for s in spec.seeds]  # a name given twice is one row
     if "ablation" in spec.parts:
-        parts["ablation"] = [(label, run(m, {}, s)) for label, m in ABLATION.items() for s in spec.seeds]
+        parts["ablation"] = [(label, variant(m, s)) for label, m in ABLATION.items() for s in spec.seeds]
     if "k" in spec.parts:
-        parts["k"] = [(f"K={k}", run("difflsrec", {} if k == default_d else {"d": k}, s)) for k in spec.k_values for s in spec.seeds]
+        parts["k"] = [(f"K={k}", run("difflsrec", {} if k == default_d else {"d": k}, s)) for k in dict.fromkeys(spec.k_values) for s in spec.seeds]
     return parts
 
 
@@ -123,11 +129,14 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     if not train and todo:
         log.info("reproduce: reporting without %d runs not in %s (%s)", len(todo), cache, ", ".join(r.label for r in todo))
         todo = []
-    bar = progress(todo, desc="reproduce", unit="run")
-    for r in bar:
+    # counted by hand, not by iterating the bar: in a log tqdm takes in the count only when it redraws (once a
+    # minute), so each run's line said 0 of N runs done
+    bar = progress(total=len(todo), desc="reproduce", unit="run")
+    for r in todo:
         path = paths[r.key]
         if not _claim(path):  # another invocation on this DIR is training it
             elsewhere.append(r)
+            bar.update()
             continue
         try:
             kept = _load_run(path)  # finished by another invocation since we started
@@ -144,6 +153,7 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
             checkpoint.unlink(missing_ok=True)  # the run file is the result; its training state is not needed
         finally:
             path.with_suffix(".lock").unlink(missing_ok=True)
+            bar.update()
         _reload(paths, done)
         _report(parts, done, data, spec, dataset_name, time.perf_counter() - started, unique, paths, out)
     bar.close()
@@ -369,7 +379,8 @@ def build_report(parts, done, data: PreparedDataset, spec: ReproduceSpec, datase
             best = max(baselines, key=lambda n: t1[n]["NDCG@10"])
             tests = paired_tests(t1, "difflsrec")
             report["paired_tests"] = tests
-            report["significance"] = {"vs": best, **tests[best]}
+            if best in tests:  # not when the two share no seed yet (runs of other invocations, --no-train)
+                report["significance"] = {"vs": best, **tests[best]}
     if "ablation" in tables:
         report["ablation"] = {n: _public(r) for n, r in tables["ablation"].items()}
         report["claims"] = claims(tables["ablation"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -76,6 +77,16 @@ class TrainConfig:
             raise ValueError(f"loss_scale must be 'batch' or 'target', got {self.loss_scale!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        # below these bounds a run trains no epoch at all (epochs 0, patience 0 stop before the first one) and
+        # its untrained model was written and scored as if it were the result, or training failed after the
+        # data was prepared
+        for name, value, low in (("epochs", self.epochs, 1), ("patience", self.patience, 1), ("min_epochs", self.min_epochs, 0), ("batch_size", self.batch_size, 1)):
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value!r}")
+        if self.lr is not None and not self.lr >= 0:
+            raise ValueError(f"lr must be >= 0, got {self.lr!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0, got {self.max_minutes!r}")
         if self.device != "auto":
             parse_device(self.device)  # a typo fails here, not after the data is prepared
 
@@ -133,6 +144,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def stop_epoch(history: list[dict], cfg: TrainConfig) -> int | None:
+    """The epoch after which ``cfg`` would have stopped a run with this per-epoch ``history`` (None: it would
+    not have stopped within it), by the trainer's own rules."""
+    best, stale = -math.inf, 0
+    for row in history:
+        score = row[f"valid_{cfg.valid_metric}"]
+        best, stale = (score, 0) if score > best else (best, stale + 1)
+        if row["epoch"] >= cfg.epochs or (stale >= cfg.patience and row["epoch"] >= cfg.min_epochs):
+            return row["epoch"]
+    return None
+
+
+def refuse_past_stop(state: TrainingProgress, cfg: TrainConfig, checkpoint: Path) -> None:
+    """A checkpoint may be continued with a larger ``epochs`` or ``patience``, not with settings that would have
+    stopped the run before the epochs it holds: its weights (and its best epoch) would then come from epochs
+    these settings never allow, reported under them."""
+    stop = stop_epoch(state.history, cfg)
+    if stop is not None and stop < state.epoch:
+        raise checkpoints.CheckpointError(
+            f"{checkpoint} holds {state.epoch} epochs of this run, but --epochs {cfg.epochs} / --patience {cfg.patience} / --min-epochs "
+            f"{cfg.min_epochs} stop it after epoch {stop}: keep the settings it was trained with (larger ones go on from it)"
+        )
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -169,7 +204,7 @@ def train(
     state, fp = TrainingProgress(), ""
     if checkpoint is not None:
         fp = checkpoints.fingerprint(model, data.hash, cfg, lr)
-        state = checkpoints.load(checkpoint, fp, model, opt, batches.rng) or state
+        state = checkpoints.load(checkpoint, fp, model, opt, batches.rng, accept=lambda found: refuse_past_stop(found, cfg, checkpoint)) or state
     before = state.seconds  # training time of earlier invocations of this run
     if state.epoch:
         log.info("%s: resuming after epoch %d from %s (best %d, %d epochs without improvement)", model.name, state.epoch, checkpoint, state.best_epoch, state.stale)

@@ -127,3 +127,18 @@ def test_a_mistyped_model_part_or_override_fails_before_the_data_is_read(args, o
     assert result.exit_code == 2, result.output
     assert f"Invalid value for {option}" in message and named in message, result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, option, named",
+    [
+        (["reproduce", "--seeds", "0"], "--seeds", "must be >= 1"),
+        (["benchmark", "--seeds", "0"], "--seeds", "must be >= 1"),
+        (["reproduce", "--k-values", "8,0"], "--k-values", "positive"),
+        (["reproduce", "--sampled-negatives", "0"], "--sampled-negatives", "must be >= 1"),
+    ],
+)
+def test_a_count_out_of_range_fails_before_the_data_is_read(args, option, named, tmp_path):
+    """--seeds 0 wrote an empty report, --sampled-negatives 0 a table of NaN, --k-values 0 failed only when
+    its run came up, after the runs before it."""
+    test_a_mistyped_model_part_or_override_fails_before_the_data_is_read(args, option, named, tmp_path)

@@ -102,6 +102,34 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
         _train("sasrec", _cfg(epochs=1), ckpt)
 
 
+def test_a_checkpoint_past_where_these_settings_stop_is_refused(tmp_path):
+    """A 4-epoch checkpoint rerun with --epochs 2 (or a patience that stops it sooner) used to return the
+    4-epoch weights and best epoch, reported under the smaller cap; the same or larger settings go on."""
+    ckpt = tmp_path / "ckpt.pt"
+    whole = _train("sasrec", _cfg(epochs=4), ckpt)
+    seed_everything(7)
+    model = registry.build("sasrec", DATA.sequences.n_items, STATS, MODELS["sasrec"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match="stop it after epoch 2"):
+        train(model, DATA, STATS, _cfg(epochs=2), FeatureView.build(DATA, STATS), checkpoint=ckpt)
+    # refused before anything was loaded: a caller that catches it (bootstrap) starts from its own weights
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    history = whole[1].history
+    scores = [row["valid_NDCG@10"] for row in history]
+    first_stale = next((row["epoch"] for row, prev in zip(history[1:], scores) if row["valid_NDCG@10"] <= max(scores[: row["epoch"] - 1])), None)
+    if first_stale is not None and first_stale < 4:  # patience 1 would have stopped at that epoch
+        with pytest.raises(CheckpointError, match=f"stop it after epoch {first_stale}"):
+            _train("sasrec", _cfg(epochs=4, patience=1), ckpt)
+    _assert_same_run(_train("sasrec", _cfg(epochs=4), ckpt), whole)  # the same settings: nothing left to do
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"patience": 0}, {"patience": -1}, {"batch_size": 0}, {"lr": -1.0}, {"max_minutes": 0}, {"min_epochs": -1}])
+def test_settings_under_which_nothing_trains_are_refused(bad):
+    """epochs 0 or patience <= 0 stopped before the first epoch: the untrained model was written and scored."""
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TrainConfig(**bad)
+
+
 def test_checkpoints_load_without_unpickling_objects(tmp_path):
     # everything in it is a tensor or a plain value: torch.load(weights_only=True) reads it back
     ckpt = tmp_path / "ckpt.pt"

@@ -27,6 +27,72 @@ def test_plan_shares_identical_runs():
     assert table1 == k64 == full and len(table1) == 2  # the default-size full model is trained once per seed
 
 
+def test_a_model_or_size_given_twice_is_one_row():
+    """`--models gru4rec,gru4rec` counted one run twice: 'seeds 2' with a std of 0."""
+    parts = plan(ReproduceSpec(seeds=[0], models=["gru4rec", "pop", "gru4rec"], k_values=[8, 8], parts=("table1", "k")))
+    assert [label for label, _ in parts["table1"]] == ["gru4rec", "pop"] and [label for label, _ in parts["k"]] == ["K=8"]
+    from model.cli import int_list, model_names
+
+    assert model_names("gru4rec, gru4rec,pop") == ["gru4rec", "pop"] and int_list("8,16,8", "--k-values") == [8, 16]  # benchmark too
+
+
+def test_the_run_count_in_a_log_follows_the_runs(monkeypatch, tmp_path, capsys):
+    """Written to a file, the bar's line for each run said '0/3' to the end: tqdm takes in an iterated count
+    only when it redraws, once a minute in a log."""
+    import model.reproduce as reproduce
+    from model.benchmark import ModelRun
+    from model.evaluation import EvalResult, rank_metrics
+    from tests.model.toy import toy_dataset
+
+    data = toy_dataset(n_users=6)
+
+    def fake_training(name, data, stats, features, overrides, cfg, **kw):
+        ranks = np.arange(6)
+        return ModelRun(name, cfg.seed, EvalResult(np.arange(6), ranks, rank_metrics(ranks, 10)), {"NDCG@10": 0.1}, 1, 1, 1.0, [1.0], {})
+
+    monkeypatch.setattr(reproduce, "_train_and_test", fake_training)
+    reproduce.reproduce(data, ReproduceSpec(seeds=[0, 1, 2], models=["gru4rec"], parts=("table1",), sampled_negatives=0), tmp_path)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reproduce: gru4rec seed")]
+    assert [line.split("|")[2].split()[0] for line in lines] == ["0/3", "1/3", "2/3", "3/3"], lines  # the last: the closed bar
+
+
+def test_ablation_variants_take_the_full_models_overrides():
+    """`--set difflsrec.d=16` shrank only the full model: the ablation compared d=16 with d=64 variants."""
+    spec = ReproduceSpec(seeds=[0], parts=("table1", "ablation"), models=["difflsrec"],
+                         overrides={"difflsrec": {"d": 16, "adaptive_guidance": True}, "difflsrec-gate": {"dropout": 0.3}})
+    runs = dict(plan(spec)["ablation"])
+    assert all(r.overrides["d"] == 16 for r in runs.values())
+    assert "adaptive_guidance" not in runs["w/o SNR"].overrides and "adaptive_guidance" not in runs["w/o Both"].overrides  # their part
+    assert runs["Gate fusion"].overrides["dropout"] == 0.3 and runs["DiffLSRec"].key == plan(spec)["table1"][0][1].key
+
+
+def test_report_without_a_seed_shared_with_the_best_baseline(monkeypatch):
+    """DiffLSRec on seed 1 only, the best baseline on seed 0 only (runs of other invocations, --no-train):
+    no paired test is possible, and the report used to die with a KeyError."""
+    from types import SimpleNamespace
+
+    import model.reproduce as reproduce
+    from model.benchmark import ModelRun
+    from model.evaluation import EvalResult, rank_metrics
+
+    monkeypatch.setattr(reproduce, "tied_target_share", lambda *a: 0.0)
+    users = np.arange(5)
+
+    def run(name, seed, ranks):
+        test = EvalResult(users=users, ranks=np.array(ranks), per_example=rank_metrics(np.array(ranks), 10))
+        return ModelRun(name, seed, test, {"NDCG@10": 0.1}, 1, 1, 1.0, [1.0], {})
+
+    spec = ReproduceSpec(seeds=[0, 1], models=["gru4rec", "pop", "difflsrec"], parts=("table1",))
+    parts = plan(spec)
+    keys = {(r.model, r.seed): r.key for _, r in parts["table1"]}
+    done = {keys["gru4rec", 0]: run("gru4rec", 0, [0, 1, 2, 3, 4]), keys["pop", 1]: run("pop", 1, [50] * 5),
+            keys["difflsrec", 1]: run("difflsrec", 1, [5, 6, 7, 8, 9])}
+    data = SimpleNamespace(hash="h", sequences=SimpleNamespace(n_users=5, n_items=60, n_interactions=50), split=SimpleNamespace(name="loo", test=None))
+    report = reproduce.build_report(parts, done, data, spec, "toy", 1.0)
+    assert "significance" not in report and set(report["paired_tests"]) == {"pop"}
+    assert "| pop |" in reproduce.to_markdown(report)
+
+
 def test_run_id_changes_with_everything_that_changes_the_result():
     from types import SimpleNamespace
 
