@@ -18,7 +18,9 @@ Per batch:
    after exactly that event.
 
 Rules:
-* Interval: ``stats.interval_feature(|t - last_ts|)``, 0 for a user's first event, like training.
+* Interval: ``stats.interval_feature(t - last_ts)``, 0 for a user's first event, like training; ``last_ts``
+  is the latest event time so far, so an event that arrives out of time order gets interval 0 and does not
+  move ``last_ts`` back (it did: the late event and the next one both got the whole gap, e.g. 30 days).
 * Dedup: an event at or below the last applied offset of its topic/partition, or whose ``event_id`` is
   in the user's recent-id ring, does not touch the state; it still gets a (``replay=True``) message.
 * Unknown items (not in the model's vocabulary) go into the history (exclusions, later re-encoding) and
@@ -120,6 +122,16 @@ def resolve_artifact(path: Path) -> Path:
     if live is None:
         raise FileNotFoundError(f"{path} is neither a model artifact (manifest.json) nor a registry with a published version; train one with `difflsrec train --out DIR` or `difflsrec bootstrap`")
     return live
+
+
+def gaps_after_latest(times: np.ndarray) -> np.ndarray:
+    """Each event's time after the latest one before it (0 for the first, and for one earlier than that
+    latest time: an event that arrived out of order), as the event-by-event path measures them. For times
+    in order it is |t_j - t_(j-1)|, the training feature."""
+    if not len(times):
+        return np.zeros(0, dtype=np.float64)
+    latest = np.maximum.accumulate(times)
+    return np.maximum(0.0, times - np.concatenate((times[:1], latest[:-1])))
 
 
 @dataclass(frozen=True)
@@ -280,7 +292,7 @@ class Engine:
                 last = w.state.last_ts
                 dense = bundle.item_of.get(sourced.event.item_id, 0)
                 w.fresh.append(len(denses))
-                dts.append(0.0 if last is None else abs(sourced.event.timestamp - last))
+                dts.append(0.0 if last is None else max(0.0, sourced.event.timestamp - last))
                 firsts.append(last is None)
                 denses.append(dense)
                 self._record(w, sourced, dense)
@@ -358,7 +370,7 @@ class Engine:
         w.items.append(event.item_id)
         w.times.append(event.timestamp)
         w.dense.append(dense)
-        state.last_ts = event.timestamp
+        state.last_ts = event.timestamp if state.last_ts is None else max(state.last_ts, event.timestamp)
         state.event_count += 1
         state.unknown_count += int(dense == 0)
         state.offsets[sourced.position_key] = sourced.offset
@@ -380,9 +392,7 @@ class Engine:
         for s in states:
             dense = np.array([bundle.item_of.get(item, 0) for item in s.history], dtype=np.int64)
             times = np.asarray(s.history_times, dtype=np.float64)
-            intervals = stats.interval_feature(np.abs(np.diff(times, prepend=times[:1])))
-            if len(intervals):
-                intervals[0] = 0.0
+            intervals = stats.interval_feature(gaps_after_latest(times))
             freqs = stats.frequency_bucket(dense)
             known = dense > 0
             s.history_dense = dense.astype(np.int32)

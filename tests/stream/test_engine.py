@@ -142,6 +142,27 @@ def test_a_state_from_another_model_version_is_reencoded_from_its_history(bundle
     assert [i["item_id"] for i in last["items"]] == ids and last["model_version"] == new_bundle.version
 
 
+def test_an_event_out_of_time_order_does_not_move_the_clock_back(bundle):
+    """A late event (30 days before the latest) used to set last_ts back: it and the next event both got a
+    30-day interval. Now it gets 0, and the next one its gap to the latest time; re-encoding agrees."""
+    t0, stats = 1_000_000_000, bundle.artifact.stats
+    times = [t0, t0 + 60, t0 - 30 * 86_400, t0 + 120]
+    events = [{"user_id": "late", "item_id": f"i{k + 1}", "timestamp": t, "event_id": f"late{k}"} for k, t in enumerate(times)]
+    _, states = _run(Engine(bundle), as_sourced(events), [1, 1, 1, 1])
+    state = states["late"]
+    assert state.last_ts == t0 + 120
+    expected = stats.interval_feature(np.array([0.0, 60.0, 0.0, 60.0]))
+    np.testing.assert_allclose(state.window_intervals, expected, atol=1e-6)
+    _, after_late = _run(Engine(bundle), as_sourced(events[:3]), [3])
+    assert after_late["late"].last_ts == t0 + 60
+    # re-encoding the same raw history (a model change) computes the same features and state
+    again = state.copy()
+    again.model_version = "another"
+    Engine(bundle)._reencode(bundle, [again])
+    np.testing.assert_allclose(again.window_intervals, state.window_intervals, atol=1e-6)
+    np.testing.assert_allclose(again.h, state.h, atol=1e-5)
+
+
 def test_history_is_bounded_and_exclusions_follow_it(bundle):
     engine = Engine(bundle, top_n=25, history_len=5)
     events = [{"user_id": "b", "item_id": f"i{k}", "timestamp": 1_000_000_000 + 60 * k, "event_id": f"b{k}"} for k in range(1, 13)]
