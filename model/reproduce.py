@@ -132,30 +132,37 @@ def reproduce(data: PreparedDataset, spec: ReproduceSpec, out: Path, dataset_nam
     # counted by hand, not by iterating the bar: in a log tqdm takes in the count only when it redraws (once a
     # minute), so each run's line said 0 of N runs done
     bar = progress(total=len(todo), desc="reproduce", unit="run")
-    for r in todo:
-        path = paths[r.key]
-        if not _claim(path):  # another invocation on this DIR is training it
-            elsewhere.append(r)
-            bar.update()
-            continue
-        try:
-            kept = _load_run(path)  # finished by another invocation since we started
-            if kept is not None:
-                done[r.key] = kept
+    try:
+        for r in todo:
+            path = paths[r.key]
+            if not _claim(path):  # another invocation on this DIR is training it
+                elsewhere.append(r)
+                bar.update()
                 continue
-            bar.set_description(f"reproduce: {r.label}")
-            cfg = dataclasses.replace(spec.train, seed=r.seed)
-            # a run killed mid-way goes on from its last finished epoch when the command is run again
-            checkpoint = path.with_suffix(".checkpoint.pt")
-            done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives, checkpoint=checkpoint,
-                                          save_dir=model_dir(path))
-            save_run(done[r.key], path)
-            checkpoint.unlink(missing_ok=True)  # the run file is the result; its training state is not needed
-        finally:
-            path.with_suffix(".lock").unlink(missing_ok=True)
-            bar.update()
+            try:
+                kept = _load_run(path)  # finished by another invocation since we started
+                if kept is not None:
+                    done[r.key] = kept
+                    continue
+                bar.set_description(f"reproduce: {r.label}")
+                cfg = dataclasses.replace(spec.train, seed=r.seed)
+                # a run killed mid-way goes on from its last finished epoch when the command is run again
+                checkpoint = path.with_suffix(".checkpoint.pt")
+                done[r.key] = _train_and_test(r.model, data, stats, features, r.overrides, cfg, sampled_negatives=spec.sampled_negatives, checkpoint=checkpoint,
+                                              save_dir=model_dir(path))
+                save_run(done[r.key], path)
+                checkpoint.unlink(missing_ok=True)  # the run file is the result; its training state is not needed
+            finally:
+                path.with_suffix(".lock").unlink(missing_ok=True)
+                bar.update()
+            _reload(paths, done)
+            _report(parts, done, data, spec, dataset_name, time.perf_counter() - started, unique, paths, out)
+    except KeyboardInterrupt:
+        # the report on disk was written before the interrupted run began and listed it as not started;
+        # rewritten now, it shows the run's checkpoint (epochs done, best so far)
         _reload(paths, done)
         _report(parts, done, data, spec, dataset_name, time.perf_counter() - started, unique, paths, out)
+        raise
     bar.close()
     _reload(paths, done)
     missing = [r for r in elsewhere if r.key not in done]

@@ -352,3 +352,30 @@ def test_seed_averaged_pairs_users_across_seeds_whatever_their_order():
     assert avg.ranks.tolist() == [3.0, 10.0, 0.5]
     with pytest.raises(ValueError):
         seed_averaged([a, EvalResult(users=np.array([1, 2, 4]), ranks=np.zeros(3), per_example={"NDCG@10": np.zeros(3)})])
+
+
+def test_an_interrupted_run_is_in_the_report_with_its_checkpoint(monkeypatch, tmp_path):
+    """Ctrl-C during a run left the report written before it began: "not started", though its checkpoint
+    held epochs. The report is rewritten on the way out."""
+    import json
+
+    import model.reproduce as reproduce
+    from model import checkpoint as checkpoints
+    from model.training import TrainConfig
+    from tests.model.toy import toy_dataset
+
+    real_save = checkpoints.save
+
+    def save_then_interrupt(path, fp, state, *args, **kw):
+        real_save(path, fp, state, *args, **kw)
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints, "save", save_then_interrupt)
+    spec = ReproduceSpec(seeds=[0], models=["gru4rec"], parts=("table1",), sampled_negatives=5,
+                         train=TrainConfig(epochs=4, progress=False, device="cpu"), overrides={"gru4rec": {"d": 8}})
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.reproduce(toy_dataset(n_users=10, seed=1), spec, tmp_path)
+    (pending,) = json.loads((tmp_path / "report.json").read_text())["pending"]
+    assert pending["model"] == "gru4rec" and pending["epoch"] == 2 and not pending["training"]
+    assert "interrupted" in (tmp_path / "report.md").read_text()
