@@ -74,6 +74,22 @@ def _hint(error: BaseException) -> str:
     return ""
 
 
+def _message(error: BaseException) -> str:
+    """The text of ``error`` for its one line. A pydantic ValidationError printed itself on four lines per
+    field, with a link, and a bad setting did not say where it came from: each field here is one clause
+    with the value given and, for a settings class, the environment variable that sets it."""
+    if type(error).__name__ != "ValidationError" or not hasattr(error, "errors"):
+        return str(error)
+    clauses = []
+    for e in error.errors(include_url=False):
+        field = ".".join(str(p) for p in e["loc"])
+        given = f"={e['input']!r}" if "input" in e and e["type"] != "missing" else ""
+        # every settings class extends CommonSettings (env prefix DIFFLSREC_); an alias (KAFKA_...) is named as is
+        source = "" if not error.title.endswith("Settings") else f" (environment {field if field.isupper() else 'DIFFLSREC_' + field.upper()} or its option)"
+        clauses.append(f"{field}{given}{source}: {e['msg']}")
+    return f"invalid {error.title}: " + "; ".join(clauses)
+
+
 def main() -> None:
     _mount()
     try:
@@ -82,7 +98,7 @@ def main() -> None:
         if logging.getLogger().isEnabledFor(logging.DEBUG):  # --verbose: the whole traceback
             raise
         frame = traceback.extract_tb(error.__traceback__)[-1]
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {_message(error)}", err=True)
         if hint := _hint(error):
             typer.echo(f"hint: {hint}", err=True)
         typer.echo(f"({type(error).__name__} at {frame.filename}:{frame.lineno}; --verbose shows the traceback)", err=True)

@@ -45,7 +45,7 @@ from stream.hotswap import ModelSwapper
 from stream.logs import summarise_repeats
 from stream.metrics import WorkerMetrics
 from stream.recovery import OrderedRecoveryTableManager
-from stream.schemas import DeadLetter, Reason, dump_recommendation, parse_event
+from stream.schemas import DLQ_MAX_KEY_BYTES, DeadLetter, Reason, dump_recommendation, parse_event
 from stream.settings import WorkerSettings
 from stream.state import StateFormatError, UserState, decode_state, encode_state
 
@@ -130,7 +130,13 @@ class StreamWorker:
         owners: list[EventT] = []
         for event in events:
             message = event.message
-            parsed = parse_event(message.key, message.value, self.limits)
+            try:
+                parsed = parse_event(message.key, message.value, self.limits)
+            except Exception as error:
+                # an exception out of here crashed the agent, and Faust committed the whole batch unserved
+                # (a 400-digit timestamp did): a record the parser cannot handle is one dead letter
+                log.exception("parsing %s/%d/%d failed", message.topic, message.partition, message.offset)
+                parsed = (Reason.PROCESSING_ERROR, f"{type(error).__name__}: {error}")
             if isinstance(parsed, tuple):
                 self._dead_letter(event, *parsed)
                 continue
@@ -228,8 +234,10 @@ class StreamWorker:
 
     def _dead_letter(self, event: EventT, reason: Reason, detail: str) -> None:
         m = event.message
-        letter = DeadLetter(reason=reason, detail=detail[:1000], topic=m.topic, partition=m.partition, offset=m.offset, rejected_at=time.time(), raw=m.value or b"")
-        self.dlq.send_soon(key=m.key, value=letter.raw, headers=letter.headers())
+        letter = DeadLetter.of(m.value, reason=reason, detail=detail[:1000], topic=m.topic, partition=m.partition, offset=m.offset, rejected_at=time.time())
+        # bounded like the value (schemas.DLQ_MAX_VALUE_BYTES): a send over the producer's limit stops the worker
+        key = m.key[:DLQ_MAX_KEY_BYTES] if m.key is not None else None
+        self.dlq.send_soon(key=key, value=letter.raw, headers=letter.headers())
         self.metrics.dead_letters.labels(reason.value).inc()
         log.debug("dead letter %s/%d/%d: %s (%s)", m.topic, m.partition, m.offset, reason.value, detail)
 

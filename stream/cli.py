@@ -89,6 +89,10 @@ def _require_free_port(host: str, port: int) -> None:
     from stream.kafka.launcher import port_is_free
 
     if not port_is_free(port, host):
+        # port 0 is always free: if that fails too, the host is the problem (it does not resolve, is not this
+        # machine's, is IPv6), which was reported as a port in use, to be fixed with another --web-port
+        if not port_is_free(0, host):
+            raise OSError(f"the worker's web server cannot listen on {host}: --web-host (DIFFLSREC_WEB_HOST) must be an IPv4 address or name of this machine")
         raise OSError(f"the worker's web port {host}:{port} is not free: another worker or server uses it; pick another with --web-port")
 
 

@@ -303,7 +303,7 @@ def format_recommendation(rec: Recommendation) -> str:
 
 def format_dead_letter(letter: DeadLetter) -> str:
     raw = letter.raw[:RAW_SHOWN]
-    more = f" ... ({len(letter.raw)} bytes)" if len(letter.raw) > RAW_SHOWN else ""
+    more = f" ... ({letter.raw_size or len(letter.raw)} bytes)" if len(letter.raw) > RAW_SHOWN else ""
     return (f"dead letter: {letter.reason.value}: {letter.detail}\n"
             f"  event {letter.topic}/{letter.partition}/{letter.offset}, rejected at {_when(letter.rejected_at)}\n"
             f"  raw: {raw!r}{more}")
@@ -314,6 +314,7 @@ def dead_letter_json(letter: DeadLetter) -> dict:
         "reason": letter.reason.value, "detail": letter.detail, "topic": letter.topic, "partition": letter.partition,
         "offset": letter.offset, "rejected_at": _finite(letter.rejected_at), "raw": letter.raw.decode("utf-8", "backslashreplace"),
         "raw_base64": base64.b64encode(letter.raw).decode(),  # exact, where "raw" shows a byte and a literal "\\xff" alike
+        "raw_size": letter.raw_size or len(letter.raw),  # larger than raw when the worker kept only the first bytes
     }
 
 

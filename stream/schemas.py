@@ -5,7 +5,8 @@ to reject it.
 * ``recommendations`` (out, key = user id): :class:`Recommendation` as JSON, one per input event.
 * ``interactions.dlq`` (out, key = the original key): the rejected event's bytes exactly as received, with
   the reason and the source position in headers (:class:`DeadLetter`), since a payload that is not
-  valid UTF-8/JSON cannot be embedded in JSON without re-encoding it.
+  valid UTF-8/JSON cannot be embedded in JSON without re-encoding it. Past :data:`DLQ_MAX_VALUE_BYTES` (an
+  oversize record near the broker's limit) only the first bytes are kept, with the ``raw_size`` header.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from pydantic_core import PydanticCustomError, to_json
 # Epoch values above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is March 1973.
 MILLISECONDS_ABOVE = 1e11
 MAX_ID_CHARS = 256
+# The most bytes of a rejected record's value and key a dead letter keeps. A record near the broker's 1 MB
+# limit (an oversize event) plus the headers was over the producer's max_request_size: the failed send
+# stopped the worker, and every restart read the same record again and stopped too.
+DLQ_MAX_VALUE_BYTES = 256 * 1024
+DLQ_MAX_KEY_BYTES = 4 * MAX_ID_CHARS  # a longer key matches no user id (at most 256 characters of UTF-8)
 
 
 class Reason(str, enum.Enum):
@@ -53,7 +59,10 @@ def _epoch_seconds(value: object) -> float:
             return parsed.timestamp()
     if not isinstance(value, int | float):
         raise TypeError("timestamp must be a number or a string")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # a JSON integer past a float's range (10**400): raised out of the parser, it crashed the agent
+        raise ValueError("timestamp must be finite") from None
     if not math.isfinite(seconds):
         raise ValueError("timestamp must be finite")
     return seconds / 1000.0 if abs(seconds) >= MILLISECONDS_ABOVE else seconds
@@ -138,21 +147,35 @@ class DeadLetter(BaseModel):
     offset: int
     rejected_at: float
     raw: bytes = Field(repr=False)
+    raw_size: int | None = None  # the value's size when ``raw`` holds only its first DLQ_MAX_VALUE_BYTES
+
+    @classmethod
+    def of(cls, value: bytes | None, **fields) -> DeadLetter:
+        """The letter of a rejected value: its bytes unchanged, or the first :data:`DLQ_MAX_VALUE_BYTES` of a
+        larger one (``raw_size`` says how large it was)."""
+        value = value or b""
+        if len(value) <= DLQ_MAX_VALUE_BYTES:
+            return cls(raw=value, **fields)
+        return cls(raw=value[:DLQ_MAX_VALUE_BYTES], raw_size=len(value), **fields)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             ("reason", self.reason.value.encode()),
             ("detail", self.detail.encode()),
             ("source", f"{self.topic}/{self.partition}/{self.offset}".encode()),
             ("rejected_at", repr(self.rejected_at).encode()),
         ]
+        if self.raw_size is not None:
+            headers.append(("raw_size", str(self.raw_size).encode()))
+        return headers
 
     @classmethod
     def from_message(cls, value: bytes, headers) -> DeadLetter:
         """Read a DLQ record back (``headers`` as a list of (str, bytes) pairs or a dict)."""
         h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (headers.items() if isinstance(headers, dict) else headers)}
         topic, partition, offset = h["source"].rsplit("/", 2)
-        return cls(reason=Reason(h["reason"]), detail=h["detail"], topic=topic, partition=int(partition), offset=int(offset), rejected_at=float(h["rejected_at"]), raw=value or b"")
+        raw_size = int(h["raw_size"]) if h.get("raw_size") else None
+        return cls(reason=Reason(h["reason"]), detail=h["detail"], topic=topic, partition=int(partition), offset=int(offset), rejected_at=float(h["rejected_at"]), raw=value or b"", raw_size=raw_size)
 
 
 class Limits(BaseModel):

@@ -9,15 +9,17 @@ GET /consumer                   the consumer's view of each assigned partition (
                                 paused where, prefetched records): why a worker with lag does not consume
 
 The per-user views are routed by Faust to the worker that owns the user's partition, so any worker
-answers for every user.
+answers for every user (503 while that worker does not answer: killed, until the group rebalances).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiokafka import TopicPartition
 from faust.exceptions import ConsumerNotStarted
 from faust.web import Request, Response, View
@@ -36,6 +38,7 @@ def register_views(worker: StreamWorker) -> None:
         return None if raw is None else decode_state(raw)
 
     @app.page("/recommendations/{user_id}")
+    @owner_unreachable_is_503
     @app.table_route(table=users, match_info="user_id")
     async def recommendations(web: View, request: Request, user_id: str) -> Response:
         state = _stored(user_id)
@@ -44,6 +47,7 @@ def register_views(worker: StreamWorker) -> None:
         return web.bytes(state.latest, content_type="application/json")
 
     @app.page("/state/{user_id}")
+    @owner_unreachable_is_503
     @app.table_route(table=users, match_info="user_id")
     async def user_state(web: View, request: Request, user_id: str) -> Response:
         try:
@@ -83,6 +87,27 @@ def register_views(worker: StreamWorker) -> None:
     async def prometheus(web: View, request: Request) -> Response:
         # aiohttp refuses a charset inside content_type; the text is ASCII anyway
         return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+#: seconds a per-user request forwarded to another worker may take: Faust's HTTP client (aiohttp's default)
+#: waits 300 s, and a frozen owner (SIGSTOP) held such requests past 60 s (a local read takes milliseconds)
+FORWARD_TIMEOUT = 5.0
+
+
+def owner_unreachable_is_503(view):
+    """A per-user view whose request Faust forwards to the worker owning the user's partition: when that
+    worker does not answer (killed, until the group notices after ``session_timeout``; frozen), a 503 the
+    client can retry, not a 500 "Server got itself in trouble" and a traceback in the log for every request,
+    or a request hanging for 300 s."""
+
+    @functools.wraps(view)
+    async def get(web: View, request: Request, **kwargs) -> Response:
+        try:
+            return await asyncio.wait_for(view(web, request, **kwargs), FORWARD_TIMEOUT)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            return web.json({"error": f"the worker that owns this user's partition does not answer ({error!r}); retry after the group rebalances"}, status=503)
+
+    return get
 
 
 async def broker_reachable(bootstrap_servers: str, timeout: float = 1.0) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from stream.schemas import DeadLetter, InteractionEvent, Limits, Reason, Recommendation, dump_recommendation, parse_event
+from stream.schemas import DLQ_MAX_VALUE_BYTES, DeadLetter, InteractionEvent, Limits, Reason, Recommendation, dump_recommendation, parse_event
 
 NOW = 1_800_000_000.0
 LIMITS = Limits(max_event_bytes=512, min_event_time=631_152_000, max_future_skew=3600)
@@ -62,6 +62,7 @@ def test_valid_event_with_integer_ids_and_optional_fields():
         (_raw(timestamp={"s": 1}), b"u1", Reason.WRONG_TYPE),
         (_raw(rating="high"), b"u1", Reason.WRONG_TYPE),
         (_raw(timestamp="yesterday"), b"u1", Reason.INVALID_VALUE),
+        (b'{"user_id": "u1", "item_id": "i1", "timestamp": 1' + b"0" * 400 + b"}", b"u1", Reason.INVALID_VALUE),  # no float holds it
         (_raw(item_id=""), b"u1", Reason.INVALID_VALUE),
         (_raw(timestamp=-5), b"u1", Reason.TIMESTAMP_OUT_OF_RANGE),
         (_raw(timestamp=100), b"u1", Reason.TIMESTAMP_OUT_OF_RANGE),  # 1970: before min_event_time
@@ -82,6 +83,15 @@ def test_dead_letter_headers_round_trip_keep_raw_bytes():
     back = DeadLetter.from_message(letter.raw, letter.headers())
     assert back == letter
     assert DeadLetter.from_message(letter.raw, dict(letter.headers())) == letter
+
+
+def test_a_dead_letter_keeps_at_most_its_limit_of_the_raw_bytes_and_says_how_many_there_were():
+    fields = dict(reason=Reason.OVERSIZE, detail="big", topic="interactions", partition=0, offset=1, rejected_at=NOW)
+    small = DeadLetter.of(b"x" * 100, **fields)
+    assert small.raw == b"x" * 100 and small.raw_size is None and "raw_size" not in dict(small.headers())
+    big = DeadLetter.of(b"y" * (DLQ_MAX_VALUE_BYTES + 1), **fields)
+    assert big.raw == b"y" * DLQ_MAX_VALUE_BYTES and big.raw_size == DLQ_MAX_VALUE_BYTES + 1
+    assert DeadLetter.from_message(big.raw, big.headers()) == big
 
 
 def test_engine_dicts_serialise_to_the_recommendation_schema():

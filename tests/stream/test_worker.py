@@ -33,6 +33,8 @@ BAD_EVENTS = [  # (key, value, reason): one of every kind, sent among good event
     (b"u5", json.dumps({"user_id": "u5", "item_id": "i1", "timestamp": 12}).encode(), Reason.TIMESTAMP_OUT_OF_RANGE),
     (b"u6", json.dumps({"user_id": "u6", "item_id": "i1", "timestamp": 1_000_000_000, "pad": "x" * 5000}).encode(), Reason.OVERSIZE),
     (b"u7", json.dumps({"user_id": "someone-else", "item_id": "i1", "timestamp": 1_000_000_000}).encode(), Reason.KEY_MISMATCH),
+    # no float holds this timestamp: the parser raised, the agent crashed and its batch was committed unserved
+    (b"u8", b'{"user_id": "u8", "item_id": "i1", "timestamp": 1' + b"0" * 400 + b"}", Reason.INVALID_VALUE),
 ]
 
 
@@ -154,6 +156,33 @@ def test_an_event_whose_processing_fails_goes_to_the_dlq_and_the_rest_are_served
         deployment.produce(later)
         deployment.collect({e["event_id"] for e in later})
         _assert_every_event_answered(deployment, later)
+    finally:
+        deployment.close()
+
+
+def test_a_record_near_the_brokers_size_limit_is_dead_lettered_without_stopping_the_worker(kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    """Its dead letter (raw bytes + headers) was over the producer's 1 MiB limit: the failed send stopped the
+    worker, and each restart read the same record again and stopped again."""
+    from stream.schemas import DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES
+
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path)
+    try:
+        worker = deployment.start_worker("w", find_free_port())
+        big = json.dumps({"user_id": "u0", "item_id": "i1", "timestamp": 1_000_000_000, "pad": "x" * 1_040_000}).encode()
+        long_key = b"k" * 1_040_000  # no user id is that long: a key_mismatch whose letter keeps the key
+        good = make_events(n_users=2, per_user=2, seed=7)
+        with deployment.producer() as producer:
+            producer.send_raw(b"u0", big)
+            producer.send_raw(long_key, json.dumps({"user_id": "u1", "item_id": "i1", "timestamp": 1_000_000_000}).encode())
+            for event in good:
+                producer.send(event)
+        deployment.collect({e["event_id"] for e in good})
+        _assert_every_event_answered(deployment, good)
+        letters = sorted(deployment.dead_letters(2), key=lambda letter: letter.reason.value)
+        assert [letter.reason for letter in letters] == [Reason.KEY_MISMATCH, Reason.OVERSIZE]
+        assert letters[1].raw == big[:DLQ_MAX_VALUE_BYTES] and letters[1].raw_size == len(big)
+        assert worker.process.poll() is None and worker.get("/health")[0] == 200
+        assert DLQ_MAX_KEY_BYTES < len(long_key)
     finally:
         deployment.close()
 
@@ -282,6 +311,43 @@ def test_two_workers_share_partitions_and_one_takes_over_when_the_other_stops(ka
         _assert_every_event_answered(deployment, first + second)
         for stream in streams_of(first + second).values():  # b's users continue from b's state, read from the changelog
             _assert_state(a, artifact, stream, deployment.logs())
+    finally:
+        deployment.close()
+
+
+def test_a_user_request_for_a_killed_workers_partition_is_503_until_the_group_rebalances(kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    """Faust forwards a per-user request to the owner of the user's partition; with the owner killed and the
+    group not yet rebalanced the forward fails, which was a 500 "Server got itself in trouble" (and a traceback
+    in the log per request) while /health said ok; with the owner frozen the request hung for minutes."""
+    from stream.topics import key_partition
+
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path, partitions=4, session_timeout=20, rebalance_timeout=30)
+    try:
+        port_a, port_b = find_free_ports(2)
+        a = deployment.start_worker("a", port_a)
+        b = deployment.start_worker("b", port_b)
+        deadline = time.monotonic() + 90
+        while True:
+            (sa, ha), (sb, hb) = a.get("/health"), b.get("/health")
+            if sa == sb == 200 and ha["partitions"] and hb["partitions"]:
+                break
+            assert time.monotonic() < deadline, (ha, hb, deployment.logs())
+            time.sleep(0.5)
+        events = make_events(n_users=8, per_user=1, seed=41)
+        deployment.produce(events)
+        deployment.collect({e["event_id"] for e in events})
+        of_b = next(e["user_id"] for e in events if key_partition(e["user_id"].encode(), 4) in hb["partitions"])
+        assert a.get(f"/recommendations/{of_b}")[0] == 200  # forwarded to b
+        b.signal(signal.SIGSTOP)  # frozen: the forward waited for aiohttp's 300 s
+        started = time.monotonic()
+        status, body = a.get(f"/recommendations/{of_b}", timeout=60)
+        assert status == 503 and "does not answer" in body["error"] and time.monotonic() - started < 15, (status, body)
+        b.kill()
+        for path in (f"/recommendations/{of_b}", f"/state/{of_b}"):
+            status, body = a.get(path)
+            assert status == 503 and "does not answer" in body["error"], (status, body)
+        a.wait_ready(timeout=90, partitions=4)
+        assert a.get(f"/recommendations/{of_b}")[0] == 200  # a owns b's partitions now
     finally:
         deployment.close()
 
