@@ -6,6 +6,7 @@ Options override the ``DIFFLSREC_*`` environment (see :class:`stream.settings.Wo
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -54,8 +55,11 @@ def run_worker(settings, loglevel: str = "info", worker_class=None) -> None:
     """Load the model, create the topics, and run the Faust worker until SIGTERM/SIGINT. ``worker_class``: a
     subclass of ``stream.app.StreamWorker`` to run instead (the tests' fault injection)."""
     from stream.app import StreamWorker, load_bundle, run_faust_worker, use_event_loop
+    from stream.settings import unknown_settings
     from stream.topics import ensure_topics, require_reachable
 
+    for problem in unknown_settings(os.environ):
+        typer.echo(f"warning: {problem}; it is ignored", err=True)
     use_event_loop(settings.event_loop)
     with _own_data_dir(settings.datadir):  # before joining the group: a second worker here disrupted the first
         _require_free_port(settings.web_host, settings.web_port)

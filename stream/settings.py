@@ -119,3 +119,17 @@ class WorkerSettings(KafkaSettings):
         """What the worker accepts beyond the event schema: the worker checks every record with them,
         ``difflsrec send`` every event before it publishes it."""
         return Limits(max_event_bytes=self.max_event_bytes, min_event_time=self.min_event_time, max_future_skew=self.max_future_skew)
+
+
+def unknown_settings(environ) -> list[str]:
+    """``DIFFLSREC_*`` variables in ``environ`` that set nothing (pydantic-settings ignores them: a typo such as
+    ``DIFFLSREC_BACH_MAX`` left the default in force without a word), each with the closest setting's name."""
+    import difflib
+
+    known = {"DIFFLSREC_" + name.upper() for name in WorkerSettings.model_fields}
+    out = []
+    for name in sorted(environ):
+        if name.startswith("DIFFLSREC_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            out.append(f"{name} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return out

@@ -73,3 +73,12 @@ def test_health_sees_whether_a_broker_accepts_connections():
         assert asyncio.run(broker_reachable(f"127.0.0.1:1,127.0.0.1:{port}"))  # any one of them
     assert not asyncio.run(broker_reachable(f"127.0.0.1:{port}"))  # closed now
     assert not asyncio.run(broker_reachable("not-a-server"))
+
+
+def test_a_mistyped_setting_is_named_with_the_one_meant(tmp_path, tiny_artifact_dir):
+    """pydantic-settings ignores an unknown DIFFLSREC_ variable: a typo left the default in force silently."""
+    env = {"DIFFLSREC_HOME": str(tmp_path / "home"), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "DIFFLSREC_BACH_MAX": "5", "DIFFLSREC_NO_SUCH_THING": "1"}
+    result = difflsrec("--threads", "1", "worker", "--artifact", str(tiny_artifact_dir), "--web-port", "39394", "--data-dir", str(tmp_path / "w"), env=env, timeout=120)
+    assert "warning: DIFFLSREC_BACH_MAX is not a setting (did you mean DIFFLSREC_BATCH_MAX?); it is ignored" in result.stderr, result.stderr
+    assert "warning: DIFFLSREC_NO_SUCH_THING is not a setting; it is ignored" in result.stderr
+    assert "DIFFLSREC_HOME" not in result.stderr.split("no Kafka broker")[0]  # a real setting is not warned about
