@@ -289,9 +289,11 @@ def _app_options(s: WorkerSettings, partitions: int) -> dict:
         producer_linger=s.producer_linger,
         web_enabled=True,
         web_bind=s.web_host,
-        web_host=s.web_host,
+        web_host=s.advertised_host,
         web_port=s.web_port,
-        canonical_url=f"http://{s.web_host}:{s.web_port}",
+        # the address other workers forward per-user requests to: with the wildcard bind address (compose's
+        # 0.0.0.0) it used to be http://0.0.0.0:6066, which every other worker reached as itself
+        canonical_url=f"http://{s.advertised_host}:{s.web_port}",
     )
 
 

@@ -89,6 +89,7 @@ class WorkerSettings(KafkaSettings):
     # process: web server, local state, consumer group timings
     web_host: str = Field("127.0.0.1", description="address the HTTP server binds and advertises to the other workers")
     web_port: int = Field(6066, ge=1, le=65535)
+    web_advertised_host: str | None = Field(None, description="host the other workers reach this one's HTTP server at (default: web_host, or this machine's host name when web_host is a wildcard such as 0.0.0.0)")
     worker_data_dir: Path | None = Field(None, description="RocksDB tables of this worker (default: <home>/worker/<app_id>); one per worker process")
     session_timeout: float = Field(30.0, gt=0, description="seconds before the group considers a silent worker dead")
     heartbeat_interval: float = Field(3.0, gt=0)
@@ -110,6 +111,15 @@ class WorkerSettings(KafkaSettings):
     producer_linger: float = Field(0.005, ge=0, description="seconds the producer waits to fill a request (fewer, larger requests)")
     log_every: float = Field(30.0, gt=0, description="seconds between INFO lines with the running counts")
     profile: Path | None = Field(None, description="write a cProfile of the whole worker here when it stops (slows it down)")
+
+    @property
+    def advertised_host(self) -> str:
+        """Where the other workers forward a request for a user this worker owns."""
+        import socket
+
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        return socket.gethostname() if self.web_host in ("0.0.0.0", "::", "") else self.web_host
 
     @property
     def datadir(self) -> Path:

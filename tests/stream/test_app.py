@@ -25,3 +25,20 @@ def test_the_worker_and_the_pass_through_recover_with_the_seek_before_any_stream
     assert type(worker.app.tables.recovery) is StreamsAfterClearRecovery
     settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", worker_data_dir=tmp_path / "pt")
     assert type(create_passthrough_app(settings, 2).tables.recovery) is StreamsAfterClearRecovery
+
+
+def test_other_workers_reach_this_one_at_an_address_they_can_use():
+    """With the wildcard bind address (compose's DIFFLSREC_WEB_HOST=0.0.0.0) the URL other workers forwarded
+    per-user requests to was http://0.0.0.0:6066: each of them reached itself."""
+    import socket
+
+    from stream.app import _app_options
+    from stream.settings import WorkerSettings
+
+    def url(**settings) -> str:
+        return _app_options(WorkerSettings(**settings), 1)["canonical_url"]
+
+    assert url() == "http://127.0.0.1:6066"
+    assert url(web_host="0.0.0.0", web_port=7000) == f"http://{socket.gethostname()}:7000"
+    assert url(web_host="0.0.0.0", web_advertised_host="worker-1.internal") == "http://worker-1.internal:6066"
+    assert _app_options(WorkerSettings(web_host="0.0.0.0"), 1)["web_bind"] == "0.0.0.0"  # still listens on every interface
