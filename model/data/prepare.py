@@ -226,8 +226,12 @@ def check_split(split: Split) -> None:
     hint = ""
     if split.name == "timeline":
         cuts = split.info.get("cut_timestamps")
-        hint = (f" The timeline cuts fell at {cuts} (quantiles {split.info.get('cut_quantiles')}): with many equal timestamps "
-                "the quantiles coincide; try other --timeline-cuts or --split loo.")
+        where = f" The timeline cuts fell at {cuts} (quantiles {split.info.get('cut_quantiles')})"
+        if not cuts or len(set(cuts)) < len(cuts) or "training interactions" in empty:
+            hint = f"{where}: with many equal timestamps the quantiles coincide; try other --timeline-cuts or --split loo."
+        else:  # distinct cuts with data before them: no user is active on both sides of a cut
+            hint = (f"{where}: an example needs a user with interactions before a cut and after it, and no user has them "
+                    "(users active in separate periods); try other --timeline-cuts or --split loo.")
     raise ValueError(f"the {split.name} split has no {' and no '.join(empty)}.{hint}")
 
 
