@@ -1,13 +1,20 @@
 # CPU per event when every event is a new user started from the artifact histories (ML-1M, the 1-epoch model
 # of runs/ml1m-1ep with ML-1M histories attached), against seeding off; then the GRU over 256 x 200 items alone.
 # PYTHONPATH=. .venv/bin/python results/demo-seeding-2026-12-06/seed_cost.py
-import glob, os, time, statistics, dataclasses
-import numpy as np, torch
+import dataclasses
+import glob
+import os
+import time
+
+import numpy as np
+import torch
+
 torch.set_num_threads(1)
 from model.data.dataset import PreparedDataset
 from model.histories import UserHistories
 from stream.engine import Engine, ModelBundle
 from tests.stream.helpers import as_sourced
+
 p = glob.glob(os.path.expanduser("~/.cache/difflsrec/prepared/992cf7b30fd7*.npz"))[0]
 d = PreparedDataset.load(p)
 bundle = ModelBundle.load("runs/ml1m-1ep")
@@ -26,6 +33,7 @@ for seed in (False, True, False, True):
     print("seed_states", seed, "us per event (each a new user, 256 per batch):", round(1e6 * (time.thread_time() - t0) / n, 1), "seeded", r.counts.seeded)
 from model.batching import collate
 from stream.engine import Engine
+
 rows = []
 for u in range(256):
     it, tm = bundle.artifact.histories.get(users[u])
