@@ -32,7 +32,6 @@ for seed in (False, True, False, True):
         n += len(r.recommendations)
     print("seed_states", seed, "us per event (each a new user, 256 per batch):", round(1e6 * (time.thread_time() - t0) / n, 1), "seeded", r.counts.seeded)
 from model.batching import collate
-from stream.engine import Engine
 
 rows = []
 for u in range(256):
