@@ -80,12 +80,14 @@ def _message(error: BaseException) -> str:
     with the value given and, for a settings class, the environment variable that sets it."""
     if type(error).__name__ != "ValidationError" or not hasattr(error, "errors"):
         return str(error)
+    from difflsrec.settings import env_name
+
     clauses = []
     for e in error.errors(include_url=False):
         field = ".".join(str(p) for p in e["loc"])
         given = f"={e['input']!r}" if "input" in e and e["type"] != "missing" else ""
         # every settings class extends CommonSettings (env prefix DIFFLSREC_); an alias (KAFKA_...) is named as is
-        source = "" if not error.title.endswith("Settings") else f" (environment {field if field.isupper() else 'DIFFLSREC_' + field.upper()} or its option)"
+        source = "" if not error.title.endswith("Settings") else f" (environment {field if field.isupper() else env_name(field)} or its option)"
         clauses.append(f"{field}{given}{source}: {e['msg']}")
     return f"invalid {error.title}: " + "; ".join(clauses)
 

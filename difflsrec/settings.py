@@ -26,6 +26,11 @@ def default_home() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "difflsrec"
 
 
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` of a settings class: ``web_port`` -> ``DIFFLSREC_WEB_PORT``."""
+    return CommonSettings.model_config["env_prefix"] + field.upper()
+
+
 class CommonSettings(BaseSettings):
     """Paths, device and seed; every other settings class extends this one."""
 

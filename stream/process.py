@@ -43,8 +43,10 @@ def stop_with_this_process() -> Callable[[], None] | None:
 
 def settings_env(bootstrap_servers: str, **settings) -> dict[str, str]:
     """Environment for a worker: ``KAFKA_BOOTSTRAP_SERVERS`` plus ``DIFFLSREC_<NAME>`` per setting."""
+    from difflsrec.settings import env_name
+
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
-    env.update({f"DIFFLSREC_{name.upper()}": str(value) for name, value in settings.items() if value is not None})
+    env.update({env_name(name): str(value) for name, value in settings.items() if value is not None})
     return env
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from difflsrec.settings import CommonSettings
+from difflsrec.settings import CommonSettings, env_name
 from stream.schemas import Limits
 
 #: Settings every kafka-python client here starts from (producers, readers, admin clients; a caller's own
@@ -136,7 +136,7 @@ def unknown_settings(environ) -> list[str]:
     ``DIFFLSREC_BACH_MAX`` left the default in force without a word), each with the closest setting's name."""
     import difflib
 
-    known = {"DIFFLSREC_" + name.upper() for name in WorkerSettings.model_fields}
+    known = {env_name(name) for name in WorkerSettings.model_fields}
     out = []
     for name in sorted(environ):
         if name.startswith("DIFFLSREC_") and name not in known:
