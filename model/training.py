@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -146,13 +145,14 @@ def _duration(seconds: float) -> str:
 
 def stop_epoch(history: list[dict], cfg: TrainConfig) -> int | None:
     """The epoch after which ``cfg`` would have stopped a run with this per-epoch ``history`` (None: it would
-    not have stopped within it), by the trainer's own rules."""
-    best, stale = -math.inf, 0
+    not have stopped within it), by the trainer's own rules (the epoch cap and ``cfg.stops``)."""
+    state = TrainingProgress()
     for row in history:
         score = row[f"valid_{cfg.valid_metric}"]
-        best, stale = (score, 0) if score > best else (best, stale + 1)
-        if row["epoch"] >= cfg.epochs or (stale >= cfg.patience and row["epoch"] >= cfg.min_epochs):
-            return row["epoch"]
+        state.best_score, state.stale = (score, 0) if score > state.best_score else (state.best_score, state.stale + 1)
+        state.epoch = row["epoch"]
+        if state.epoch >= cfg.epochs or cfg.stops(state):
+            return state.epoch
     return None
 
 
