@@ -1,7 +1,8 @@
 """HTTP views of the worker (Faust's web server, bound to 127.0.0.1 by default).
 
-GET /recommendations/{user_id}  the latest list sent for the user (404 if none yet)
-GET /state/{user_id}            a readable summary of the user's stored state (operators, tests)
+GET /recommendations/{user_id}  the latest list sent for the user (404 if none yet; 500 with a JSON error when
+                                the stored state cannot be decoded, until the user's next event replaces it)
+GET /state/{user_id}            a readable summary of the user's stored state (operators, tests; errors as above)
 GET /health                     200 when serving, 503 while the worker rebalances or recovers its tables, or
                                 when no bootstrap server accepts a connection (status "broker_unreachable")
 GET /metrics                    Prometheus text
@@ -37,11 +38,20 @@ def register_views(worker: StreamWorker) -> None:
         raw = users.get(user_id.encode())
         return None if raw is None else decode_state(raw)
 
+    def _unreadable(web: View, user_id: str, error: StateFormatError) -> Response:
+        # a value this code cannot decode (a later state format, a damaged changelog record): say so in JSON,
+        # not as aiohttp's bare 500 with a traceback per request; the worker replaces it at the user's next event
+        detail = f"the stored state of user {user_id!r} cannot be read ({error}); it is replaced by a fresh state at the user's next event"
+        return web.json({"error": detail}, status=500)
+
     @app.page("/recommendations/{user_id}")
     @owner_unreachable_is_503
     @app.table_route(table=users, match_info="user_id")
     async def recommendations(web: View, request: Request, user_id: str) -> Response:
-        state = _stored(user_id)
+        try:
+            state = _stored(user_id)
+        except StateFormatError as error:
+            return _unreadable(web, user_id, error)
         if state is None or state.latest is None:
             return web.json({"error": f"no recommendations for user {user_id!r} yet"}, status=404)
         return web.bytes(state.latest, content_type="application/json")
@@ -53,7 +63,7 @@ def register_views(worker: StreamWorker) -> None:
         try:
             state = _stored(user_id)
         except StateFormatError as error:
-            return web.json({"error": str(error)}, status=500)
+            return _unreadable(web, user_id, error)
         if state is None:
             return web.json({"error": f"no state for user {user_id!r}"}, status=404)
         return web.json(

@@ -212,6 +212,40 @@ def test_http_views_and_metrics(served):
         assert not p["paused_in_faust"] and not p["paused_in_kafka"]
 
 
+def test_an_unreadable_stored_state_is_a_json_error_until_the_users_next_event_replaces_it(kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    """A table value this version cannot decode (here a damaged changelog record, restored into a fresh
+    worker's RocksDB): the per-user views answered aiohttp's bare 500 with a traceback per request. Now a JSON
+    error that says what happens next; the user's next event is served from a fresh state and counted."""
+    from kafka import KafkaProducer
+
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path)
+    try:
+        first = deployment.start_worker("w1", find_free_port())
+        before = [{"user_id": "broken", "item_id": "i1", "timestamp": 1_000_000_000, "event_id": "broken-e0"}]
+        deployment.produce(before)
+        deployment.collect({"broken-e0"})
+        assert first.get("/recommendations/broken")[0] == 200
+        assert first.stop() == 0
+        changelog = f"{deployment.settings['app_id']}-users-changelog"
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)  # murmur2 of the key: the user's own partition, as the worker's
+        producer.send(changelog, key=b"broken", value=b"\x93not a state").get(timeout=30)
+        producer.close()
+
+        worker = deployment.start_worker("w2", find_free_port())  # a fresh data dir: the table is restored from the changelog
+        for path in ("/recommendations/broken", "/state/broken"):
+            status, body = worker.get(path)
+            assert status == 500 and "cannot be read" in body["error"] and "next event" in body["error"], (path, status, body)
+        after = [{"user_id": "broken", "item_id": "i2", "timestamp": 1_000_000_100, "event_id": "broken-e1"}]
+        deployment.produce(after)
+        deployment.collect({"broken-e1"})
+        status, latest = worker.get("/recommendations/broken")
+        assert status == 200 and latest["event_id"] == "broken-e1"
+        assert worker.get("/state/broken")[1]["history"] == ["i2"]  # started afresh
+        assert worker.metrics()["difflsrec_state_decode_errors_total"] == 1
+    finally:
+        deployment.close()
+
+
 @pytest.mark.parametrize(
     "how",
     [
