@@ -175,7 +175,7 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
     version = new_version()
 
     def write(staging: Path) -> None:
-        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options")},
+        save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options"), "data_content": data.content_hash},
                       histories=UserHistories.from_sequences(seq))  # the worker starts known users from these
         build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
 

@@ -73,7 +73,7 @@ def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, featur
     if save_dir is not None:
         # a servable model carries its users' recent histories: the worker starts them from those (model/histories.py)
         histories = UserHistories.from_sequences(data.sequences) if hasattr(model, "long_step") else None
-        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid}, extra={"data_options": data.meta.get("options")}, histories=histories)
+        save_artifact(save_dir, model.cpu(), stats, data.sequences.item_ids, data_hash=data.hash, split=data.split.name, metrics={"valid": result.best_valid}, extra={"data_options": data.meta.get("options"), "data_content": data.content_hash}, histories=histories)
     config = {**dataclasses.asdict(model.config), "lr": result.lr}  # the learning rate is part of what was run
     return ModelRun(name, train_cfg.seed, test, result.best_valid, result.best_epoch, result.epochs_run, result.train_seconds, result.epoch_seconds, config, result.history, sampled)
 

@@ -9,6 +9,7 @@ positions are validation / test targets; an evaluation example ``(u, p)`` means 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -77,6 +78,20 @@ class PreparedDataset:
     @property
     def hash(self) -> str:
         return self.meta["hash"]
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of what the models see: sequences (raw ids, items, times) and the split, whatever file
+        bytes and options produced them. ``hash`` keys the cache by input bytes and options, so the same
+        ratings gzipped, or options that happen to change nothing, give another ``hash`` but this value."""
+        seq, split = self.sequences, self.split
+        digest = hashlib.sha256()
+        for ids in (seq.user_ids, seq.item_ids):
+            digest.update("\x1f".join(map(str, ids)).encode() + b"\x1e")
+        for name, array in (("offsets", seq.offsets), ("items", seq.items), ("times", seq.times), ("train_len", split.train_len), ("valid", split.valid), ("test", split.test)):
+            digest.update(name.encode() + np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        digest.update(split.name.encode())
+        return digest.hexdigest()
 
     # ---- training views -------------------------------------------------------------------------
     def train_mask(self) -> np.ndarray:

@@ -64,3 +64,27 @@ def test_mistyped_split_names_and_cutoffs_are_refused(trained):
     assert typo.exit_code == 2 and "evaluate on test or valid, not 'tset'" in typo.text
     zero = invoke("evaluate", "--artifact", str(art), "--input", str(data), "--users", "60", "--subset-seed", "0", "--k", "0")
     assert zero.exit_code == 2 and "cut-offs are positive" in zero.text
+
+
+def test_the_same_ratings_gzipped_or_moved_are_the_same_dataset_other_ratings_are_not(trained, tmp_path):
+    """The dataset's cache key covers the input's bytes, so a gzipped copy of the training file gave another
+    key and evaluate refused it; artifacts now also record the prepared data's own hash (sequences + split)."""
+    import gzip
+
+    data, art = trained
+    assert json.loads((art / "manifest.json").read_text())["data_content"]
+    args = ("--users", "60", "--seed", "1", "--subset-seed", "0")
+    plain = invoke("evaluate", "--artifact", str(art), "--input", str(data), *args)
+    packed = tmp_path / "elsewhere" / (data.name + ".gz")
+    packed.parent.mkdir()
+    packed.write_bytes(gzip.compress(data.read_bytes()))
+    zipped = invoke("evaluate", "--artifact", str(art), "--input", str(packed), *args)
+    assert plain.exit_code == 0 and zipped.exit_code == 0, zipped.output
+    metrics = [line for line in plain.output.splitlines() if "CI" in line]
+    assert metrics and metrics == [line for line in zipped.output.splitlines() if "CI" in line]  # the same numbers
+
+    lines = data.read_text().splitlines()
+    later = tmp_path / "later.data"  # every rating one second later: other times, another dataset
+    later.write_text("".join("\t".join([*line.split("\t")[:3], str(int(line.split("\t")[3]) + 1)]) + "\n" for line in lines))
+    refused = invoke("evaluate", "--artifact", str(art), "--input", str(later), *args)
+    assert refused.exit_code == 2 and "artifact was trained on dataset" in refused.text, refused.output
