@@ -291,7 +291,7 @@ def _consume(session: _Session, readers: list, stop: threading.Event) -> None:
             for record, received in reader.poll(0.2 if reader is readers[0] else 0.0):
                 try:
                     if record.headers and any(key == "reason" for key, _ in record.headers):
-                        letter = DeadLetter.from_message(record.value, record.headers)
+                        letter = DeadLetter.from_message(record.value, record.headers, record.key)
                         event_id = session.event_id_of(_raw_event_id(letter.raw), (letter.topic, letter.partition, letter.offset))
                         if event_id is not None:
                             session.dead_letter(event_id, letter.reason.value, letter.detail)

@@ -45,7 +45,7 @@ from stream.hotswap import ModelSwapper
 from stream.logs import summarise_repeats
 from stream.metrics import WorkerMetrics
 from stream.recovery import OrderedRecoveryTableManager
-from stream.schemas import DLQ_MAX_KEY_BYTES, DeadLetter, Reason, dump_recommendation, parse_event
+from stream.schemas import DeadLetter, Reason, dump_recommendation, parse_event
 from stream.settings import WorkerSettings
 from stream.state import StateFormatError, UserState, decode_state, encode_state
 
@@ -234,10 +234,8 @@ class StreamWorker:
 
     def _dead_letter(self, event: EventT, reason: Reason, detail: str) -> None:
         m = event.message
-        letter = DeadLetter.of(m.value, reason=reason, detail=detail[:1000], topic=m.topic, partition=m.partition, offset=m.offset, rejected_at=time.time())
-        # bounded like the value (schemas.DLQ_MAX_VALUE_BYTES): a send over the producer's limit stops the worker
-        key = m.key[:DLQ_MAX_KEY_BYTES] if m.key is not None else None
-        self.dlq.send_soon(key=key, value=letter.raw, headers=letter.headers())
+        letter = DeadLetter.of(m.value, key=m.key, reason=reason, detail=detail, topic=m.topic, partition=m.partition, offset=m.offset, rejected_at=time.time())
+        self.dlq.send_soon(key=letter.key, value=letter.raw, headers=letter.headers())
         self.metrics.dead_letters.labels(reason.value).inc()
         log.debug("dead letter %s/%d/%d: %s (%s)", m.topic, m.partition, m.offset, reason.value, detail)
 

@@ -266,7 +266,7 @@ def _answer(record) -> Recommendation | DeadLetter | None:
     """A recommendations or DLQ record read back; None for a record of neither shape (a foreign producer's)."""
     try:
         if record.headers and any(key == "reason" for key, _ in record.headers):
-            return DeadLetter.from_message(record.value, record.headers)
+            return DeadLetter.from_message(record.value, record.headers, record.key)
         return Recommendation.model_validate_json(record.value or b"")
     except (ValidationError, KeyError, ValueError):
         return None

@@ -115,7 +115,7 @@ class TopicReader:
 
     def dead_letters(self, timeout: float) -> Iterator[DeadLetter]:
         for record in self.records(timeout):
-            yield DeadLetter.from_message(record.value, record.headers)
+            yield DeadLetter.from_message(record.value, record.headers, record.key)
 
     def close(self) -> None:
         self._consumer.close()

@@ -27,6 +27,7 @@ MAX_ID_CHARS = 256
 # stopped the worker, and every restart read the same record again and stopped too.
 DLQ_MAX_VALUE_BYTES = 256 * 1024
 DLQ_MAX_KEY_BYTES = 4 * MAX_ID_CHARS  # a longer key matches no user id (at most 256 characters of UTF-8)
+DLQ_MAX_DETAIL_CHARS = 1000
 
 
 class Reason(str, enum.Enum):
@@ -148,15 +149,19 @@ class DeadLetter(BaseModel):
     rejected_at: float
     raw: bytes = Field(repr=False)
     raw_size: int | None = None  # the value's size when ``raw`` holds only its first DLQ_MAX_VALUE_BYTES
+    key: bytes | None = Field(default=None, repr=False)  # the record's key (the letter's own), its first DLQ_MAX_KEY_BYTES
 
     @classmethod
-    def of(cls, value: bytes | None, **fields) -> DeadLetter:
-        """The letter of a rejected value: its bytes unchanged, or the first :data:`DLQ_MAX_VALUE_BYTES` of a
-        larger one (``raw_size`` says how large it was)."""
+    def of(cls, value: bytes | None, *, key: bytes | None = None, detail: str, **fields) -> DeadLetter:
+        """The letter of a rejected record, bounded so that it always fits the producer's limit (a letter
+        over it stopped the worker, on every restart): the value's bytes unchanged, or the first
+        :data:`DLQ_MAX_VALUE_BYTES` of a larger one (``raw_size`` says how large it was), the key's first
+        :data:`DLQ_MAX_KEY_BYTES`, the detail's first :data:`DLQ_MAX_DETAIL_CHARS` characters."""
         value = value or b""
+        bounded = dict(key=None if key is None else key[:DLQ_MAX_KEY_BYTES], detail=detail[:DLQ_MAX_DETAIL_CHARS], **fields)
         if len(value) <= DLQ_MAX_VALUE_BYTES:
-            return cls(raw=value, **fields)
-        return cls(raw=value[:DLQ_MAX_VALUE_BYTES], raw_size=len(value), **fields)
+            return cls(raw=value, **bounded)
+        return cls(raw=value[:DLQ_MAX_VALUE_BYTES], raw_size=len(value), **bounded)
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -170,12 +175,12 @@ class DeadLetter(BaseModel):
         return headers
 
     @classmethod
-    def from_message(cls, value: bytes, headers) -> DeadLetter:
+    def from_message(cls, value: bytes, headers, key: bytes | None = None) -> DeadLetter:
         """Read a DLQ record back (``headers`` as a list of (str, bytes) pairs or a dict)."""
         h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (headers.items() if isinstance(headers, dict) else headers)}
         topic, partition, offset = h["source"].rsplit("/", 2)
         raw_size = int(h["raw_size"]) if h.get("raw_size") else None
-        return cls(reason=Reason(h["reason"]), detail=h["detail"], topic=topic, partition=int(partition), offset=int(offset), rejected_at=float(h["rejected_at"]), raw=value or b"", raw_size=raw_size)
+        return cls(reason=Reason(h["reason"]), detail=h["detail"], topic=topic, partition=int(partition), offset=int(offset), rejected_at=float(h["rejected_at"]), raw=value or b"", raw_size=raw_size, key=key)
 
 
 class Limits(BaseModel):

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from stream.schemas import DLQ_MAX_VALUE_BYTES, DeadLetter, InteractionEvent, Limits, Reason, Recommendation, dump_recommendation, parse_event
+from stream.schemas import DLQ_MAX_DETAIL_CHARS, DLQ_MAX_KEY_BYTES, DLQ_MAX_VALUE_BYTES, DeadLetter, InteractionEvent, Limits, Reason, Recommendation, dump_recommendation, parse_event
 
 NOW = 1_800_000_000.0
 LIMITS = Limits(max_event_bytes=512, min_event_time=631_152_000, max_future_skew=3600)
@@ -92,6 +92,14 @@ def test_a_dead_letter_keeps_at_most_its_limit_of_the_raw_bytes_and_says_how_man
     big = DeadLetter.of(b"y" * (DLQ_MAX_VALUE_BYTES + 1), **fields)
     assert big.raw == b"y" * DLQ_MAX_VALUE_BYTES and big.raw_size == DLQ_MAX_VALUE_BYTES + 1
     assert DeadLetter.from_message(big.raw, big.headers()) == big
+
+
+def test_a_dead_letter_bounds_its_key_and_detail_too():
+    fields = dict(reason=Reason.KEY_MISMATCH, topic="interactions", partition=0, offset=1, rejected_at=NOW)
+    letter = DeadLetter.of(b"{}", key=b"k" * (DLQ_MAX_KEY_BYTES + 5), detail="d" * (DLQ_MAX_DETAIL_CHARS + 5), **fields)
+    assert letter.key == b"k" * DLQ_MAX_KEY_BYTES and letter.detail == "d" * DLQ_MAX_DETAIL_CHARS
+    assert DeadLetter.of(b"{}", detail="short", **fields).key is None
+    assert DeadLetter.from_message(letter.raw, letter.headers(), letter.key) == letter
 
 
 def test_engine_dicts_serialise_to_the_recommendation_schema():
