@@ -18,6 +18,48 @@ from model.nn.short_term import ShortTermEncoder, last_window, sliding_windows
 torch.manual_seed(0)
 
 
+# ---- Appendix A: interval and frequency features --------------------------------------------------------
+def _two_users():
+    """User 0: items 1, 2, 1, 3 at t = 0, 10, 110, 1110, training = the first 3; user 1: items 2, 2, 4 at
+    t = 5, 6, 1006, training = the first 2. The later interactions (validation/test) must not count."""
+    items = np.array([1, 2, 1, 3, 2, 2, 4])
+    times = np.array([0, 10, 110, 1110, 5, 6, 1006])
+    return items, times, np.array([0, 4, 7]), np.array([3, 2])
+
+
+def test_interval_feature_is_min_max_of_training_intervals_only():
+    from model.features import FeatureStats
+
+    items, times, offsets, train_len = _two_users()
+    log1p = FeatureStats.fit(items, times, offsets, train_len, n_items=4)
+    # training intervals (j >= 2 within a user's training prefix): 10, 100 (user 0), 1 (user 1); not 1000
+    assert (log1p.interval_min, log1p.interval_max) == (math.log1p(1), math.log1p(100))
+    dt = np.array([0.0, 1, 10, 100, 1000])
+    expected = np.clip((np.log1p(dt) - math.log1p(1)) / (math.log1p(100) - math.log1p(1)), 0, 1)
+    assert np.allclose(log1p.interval_feature(dt), expected, atol=1e-6)
+    assert log1p.interval_feature([1000.0])[0] == 1.0 and log1p.interval_feature([0.0])[0] == 0.0  # clipped when serving
+    identity = FeatureStats.fit(items, times, offsets, train_len, n_items=4, interval_transform="identity")
+    assert (identity.interval_min, identity.interval_max) == (1.0, 100.0)
+    assert np.allclose(identity.interval_feature([1.0, 50.5, 100.0]), [0.0, 0.5, 1.0])
+    # |t_j - t_{j-1}| per interaction of a sequence, the first (no previous item) 0
+    assert np.allclose(log1p.sequence_intervals(np.array([0, 10, 110])), [0.0, log1p.interval_feature([10.0])[0], 1.0])
+
+
+def test_frequency_is_the_normalised_training_count_bucketed_for_its_embedding():
+    from model.features import FeatureStats
+
+    items, times, offsets, train_len = _two_users()
+    stats = FeatureStats.fit(items, times, offsets, train_len, n_items=4, n_freq_buckets=4)
+    # training counts: item 1 twice, item 2 three times (once for user 0, twice for user 1), 3 and 4 never
+    assert stats.item_counts.tolist() == [0, 2, 3, 0, 0]
+    f = stats.item_frequency(np.array([1, 2, 3, 4, 9]))
+    assert np.allclose(f, [math.log1p(2) / math.log1p(3), 1.0, 0.0, 0.0, 0.0])  # 9: beyond the vocabulary
+    linear = FeatureStats.fit(items, times, offsets, train_len, n_items=4, freq_transform="linear")
+    assert np.allclose(linear.item_frequency(np.array([1, 2, 3])), [2 / 3, 1.0, 0.0])
+    # bucket = 1 + min(floor(f * n), n - 1): f = 0.79 -> 4 (of 4), f = 1 -> 4, f = 0 -> 1; padding 0
+    assert stats.frequency_bucket(np.array([1, 2, 3, 0])).tolist() == [1 + int(f[0] * 4), 4, 1, 0]
+
+
 # ---- 3.1: noise schedule and forward process ---------------------------------------------------------
 def test_linear_schedule_alpha_bar_is_cumulative_product():
     s = NoiseSchedule(T=10, kind="linear", beta_start=0.01, beta_end=0.1)
@@ -29,12 +71,16 @@ def test_linear_schedule_alpha_bar_is_cumulative_product():
     assert np.allclose(s.snr(t).numpy(), expected[[0, 4, 9]] / (1 - expected[[0, 4, 9]]), rtol=1e-5)
 
 
-def test_cosine_schedule_is_decreasing_and_bounded():
-    s = NoiseSchedule(T=100, kind="cosine")
-    a = s.alphas_cumprod
-    assert torch.all(a[1:] < a[:-1])
-    assert 0 <= a[-1] < 0.01 and a[1] > 0.99
-    assert torch.all(s.snr(torch.arange(1, 101)).diff() < 0)
+def test_cosine_schedule_is_nichol_and_dhariwal():
+    """alpha_bar(t) = f(t) / f(0), f(t) = cos^2(((t/T + s) / (1 + s)) pi/2), s = 0.008, each beta capped at 0.999."""
+    T = 100
+    s = NoiseSchedule(T=T, kind="cosine")
+    f = np.cos((np.arange(T + 1) / T + 0.008) / 1.008 * np.pi / 2) ** 2
+    betas = np.minimum(1 - f[1:] / f[:-1], 0.999)
+    assert np.allclose(s.alphas_cumprod[1:].numpy(), np.cumprod(1 - betas), rtol=1e-5, atol=1e-7)
+    away_from_the_cap = np.arange(1, T - 5)  # f(T) = 0 makes the last betas hit the cap
+    assert np.allclose(s.alphas_cumprod[away_from_the_cap].numpy(), f[away_from_the_cap] / f[0], rtol=1e-4)
+    assert torch.all(s.snr(torch.arange(1, T + 1)).diff() < 0)
 
 
 def test_noise_scale_and_invalid_schedules():
@@ -95,6 +141,20 @@ def test_step_matches_equation_3_8_with_sigma():
     assert torch.allclose(s.step(e_t, t, tp, eps, eta=eta, noise=z), expected, atol=1e-5)
     # eta = 0 is deterministic: no noise term
     assert torch.allclose(s.step(e_t, t, tp, eps, eta=0.0), s.step(e_t, t, tp, eps, eta=0.0, noise=z))
+
+
+def test_eta_1_step_is_the_ddpm_posterior_between_strided_steps():
+    """With eta = 1, sigma_t^2 = (1 - abar_prev) / (1 - abar_t) (1 - abar_t / abar_prev): the variance of
+    q(e_prev | e_t, e_0), and given the oracle noise the step's mean is that posterior's mean."""
+    s = NoiseSchedule(T=20)
+    e0, z0, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    t, tp = torch.full((3,), 12), torch.full((3,), 5)
+    a, ap = s.alphas_cumprod[12].item(), s.alphas_cumprod[5].item()
+    e_t = math.sqrt(a) * e0 + math.sqrt(1 - a) * z0
+    var = (1 - ap) / (1 - a) * (1 - a / ap)
+    alpha = a / ap  # the strided step's own alpha
+    mean = (math.sqrt(ap) * (1 - alpha) / (1 - a)) * e0 + (math.sqrt(alpha) * (1 - ap) / (1 - a)) * e_t
+    assert torch.allclose(s.step(e_t, t, tp, z0, eta=1.0, noise=z), mean + math.sqrt(var) * z, atol=1e-5)
 
 
 def test_inference_timesteps_stride_down_to_zero():
@@ -160,15 +220,20 @@ def test_guidance_scale_bounded_by_s_max_and_rising_as_t_falls():
 
 
 def test_guidance_monotone_even_with_negative_raw_snr_weight():
-    """u's SNR weight goes through softplus, so no learned value can make the scale fall as t falls."""
+    """u's SNR weight goes through softplus, so no learned value can make the scale fall as t falls. With a
+    = 0 the schedule term is gone and only the SNR term depends on t: a raw weight of -3 used as is would make
+    the scale grow with t (the SNR falls with t); through softplus it cannot."""
     T, d = 20, 4
-    g = GuidanceScale(d, T, adaptive=True, s_max=2.0)
+    g = GuidanceScale(d, T, adaptive=True, s_max=2.0, a=0.0)
     with torch.no_grad():
-        g.u_snr_raw.fill_(-50.0)
+        g.u_snr_raw.fill_(-3.0)
     s = NoiseSchedule(T)
     t = torch.arange(1, T + 1)
-    scale = g(t, torch.ones(T, d), torch.ones(T, d), torch.log1p(s.snr(t))).squeeze(-1)
-    assert torch.all(scale[:-1] >= scale[1:])
+    log1p_snr = torch.log1p(s.snr(t))
+    scale = g(t, torch.ones(T, d), torch.ones(T, d), log1p_snr).squeeze(-1)
+    assert torch.all(scale[:-1] >= scale[1:]) and scale[0] - scale[-1] > 1e-3  # falls with t, visibly
+    raw = 2.0 * torch.sigmoid(-3.0 * log1p_snr)  # the same weight without softplus: rises with t
+    assert torch.all(raw[:-1] <= raw[1:]) and raw[-1] - raw[0] > 1e-2
 
 
 def test_constant_guidance_ablation():
@@ -181,7 +246,11 @@ def test_constant_guidance_ablation():
 def test_noise_net_null_condition_and_timestep_embedding():
     net = NoiseNet(d=6, hidden=16)
     e_t, t = torch.randn(3, 6), torch.tensor([1, 2, 3])
-    assert torch.allclose(net(e_t, t, None), net(e_t, t, net.null_condition.expand(3, 6)))
+    with torch.no_grad():
+        net.null_condition.normal_()  # a learned vector, not zeros: the null condition is that vector
+    null = net(e_t, t, None)
+    assert torch.allclose(null, net(e_t, t, net.null_condition.detach().clone().expand(3, 6)))
+    assert not torch.allclose(null, net(e_t, t, torch.zeros(3, 6)), atol=1e-4)
     emb = timestep_embedding(torch.tensor([0, 5]), 7)
     assert emb.shape == (2, 7)
     f = 10_000 ** (-torch.arange(3) / 3)  # frequencies f_j = 10000^(-j / (dim // 2))
@@ -244,7 +313,17 @@ def test_long_term_gates_match_equations():
     n = torch.tanh(xp[:, 2 * d :] + ef @ enc.freq_dir.weight.T + r * hp[:, 2 * d :])
     expected = (1 - z) * n + z * h_t
     assert torch.allclose(enc.step(h0, x, dt, f), expected, atol=1e-6)
-    assert torch.all((torch.exp(-delta) > 0) & (torch.exp(-delta) <= 1))
+    # the decay matters: the same step without attenuating h_{t-1} gives another state
+    with torch.no_grad():
+        enc.decay.bias.fill_(-30.0)  # softplus(-30) ~ 0: no attenuation
+        enc.decay.weight.zero_()
+    hp0 = h0 @ enc.h_proj.weight.T + enc.h_proj.bias
+    z0 = torch.sigmoid(xp[:, :d] + hp0[:, :d])
+    r0 = torch.sigmoid(xp[:, d : 2 * d] + hp0[:, d : 2 * d])
+    n0 = torch.tanh(xp[:, 2 * d :] + ef @ enc.freq_dir.weight.T + r0 * hp0[:, 2 * d :])
+    undecayed = (1 - z0) * n0 + z0 * h0
+    assert torch.allclose(enc.step(h0, x, dt, f), undecayed, atol=1e-6)
+    assert not torch.allclose(expected, undecayed, atol=1e-3)
 
 
 # ---- B.5: short-term encoder and windows ---------------------------------------------------------------------
