@@ -91,7 +91,13 @@ class ModelBundle:
         if not hasattr(model, "long_step") or not hasattr(model, "fuse"):
             raise TypeError(f"model {model.name!r} has no streaming API (long_step/fuse); serve a DiffLSRec artifact")
         if inference_steps is not None:
-            model.config.inference_steps = int(inference_steps)
+            cfg = model.config
+            if cfg.fusion != "gate" and int(inference_steps) != cfg.inference_steps:
+                # the validation scores (and the training chain, by default) are those of the artifact's own count
+                log.warning("serving with %d reverse steps, but model %s was validated with %d (and trained through %d): its lists "
+                            "are not the ones it was selected on (train with --set difflsrec.inference_steps=%d to serve that chain)",
+                            inference_steps, artifact.version, cfg.inference_steps, cfg.train_steps or cfg.inference_steps, inference_steps)
+            cfg.inference_steps = int(inference_steps)
         device = next(model.parameters()).device
         index_dir = artifact.path / "index"
         if (index_dir / "index.json").is_file():

@@ -199,3 +199,14 @@ def test_serving_runs_compiled_graphs_that_equal_the_eager_model(bundle, tiny_ar
     stochastic = ModelBundle.load(tiny_artifact_dir)
     stochastic.model.config.inference_noise = "sample"
     assert Fusion(stochastic.model).run == stochastic.model.fuse
+
+
+def test_serving_another_step_count_than_the_artifacts_is_warned_about(tiny_artifact_dir, caplog):
+    own = ModelBundle.load(tiny_artifact_dir).model.config.inference_steps
+    with caplog.at_level("WARNING", logger="stream.engine"):
+        same = ModelBundle.load(tiny_artifact_dir, inference_steps=own)
+    assert same.model.config.inference_steps == own and not caplog.records
+    with caplog.at_level("WARNING", logger="stream.engine"):
+        other = ModelBundle.load(tiny_artifact_dir, inference_steps=own + 3)
+    assert other.model.config.inference_steps == own + 3
+    assert f"serving with {own + 3} reverse steps" in caplog.text and f"validated with {own}" in caplog.text
