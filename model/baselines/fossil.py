@@ -21,6 +21,8 @@ personalised chain weights, the item bias. Differences:
 * The history set is the prefix up to the scored position (causal), not the user's whole training set.
 * ``max_len=None``: the similarity term needs the whole history; training batches are bounded by the
   trainer's token budget instead.
+* No explicit L2 term (the paper's lambda ||Theta||^2): the trainer's ``--weight-decay`` applies one, 0 by
+  default for every model, as for HGN and MARank.
 """
 
 from __future__ import annotations

@@ -258,6 +258,14 @@ def test_linear_var_schedule():
     fixed = Diffusion(T, "linear-var", scale, lo, hi)  # the authors' fixed beta_1
     assert fixed.betas[1].item() == pytest.approx(1e-5) and fixed.betas[0] == 0 and fixed.abar[0] == 1
     assert (fixed.abar[1:] < fixed.abar[:-1]).all()  # more noise at every step
+    # the schedule the models train with, written out as DiffRec defines it: variance v_i = linspace(scale lo,
+    # scale hi, T), beta_1 = 1e-5 (fixed), beta_i = 1 - (1 - v_i) / (1 - v_{i-1}) for i >= 2 (the ML-1M setting)
+    steps, noise_scale, noise_min, noise_max = 40, 0.005, 0.005, 0.01
+    v = np.linspace(noise_scale * noise_min, noise_scale * noise_max, steps)
+    betas = np.array([1e-5] + [1 - (1 - v[i]) / (1 - v[i - 1]) for i in range(1, steps)])
+    used = Diffusion(steps, "linear-var", noise_scale, noise_min, noise_max)
+    assert np.allclose(used.betas[1:].double().numpy(), betas, rtol=1e-5, atol=1e-12)
+    assert np.allclose(used.abar[1:].double().numpy(), np.cumprod(1 - betas), rtol=0, atol=1e-7)
     lin = Diffusion(T, "linear", scale, lo, hi, beta_1=scale * lo)
     assert torch.allclose(lin.betas[1:].double(), ramp, atol=1e-7)
     with pytest.raises(ValueError, match="betas"):
