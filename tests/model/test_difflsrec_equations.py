@@ -295,6 +295,16 @@ def test_long_term_padding_invariance_and_single_row_steps():
     assert torch.allclose(h[0], full, atol=1e-6)
 
 
+def _gru_update(enc, h, x, ef, d):
+    """The GRU update with frequency modulation of the candidate, from state ``h`` (already attenuated)."""
+    xp = x @ enc.x_proj.weight.T + enc.x_proj.bias
+    hp = h @ enc.h_proj.weight.T + enc.h_proj.bias
+    z = torch.sigmoid(xp[:, :d] + hp[:, :d])
+    r = torch.sigmoid(xp[:, d : 2 * d] + hp[:, d : 2 * d])
+    n = torch.tanh(xp[:, 2 * d :] + ef @ enc.freq_dir.weight.T + r * hp[:, 2 * d :])
+    return (1 - z) * n + z * h
+
+
 def test_long_term_gates_match_equations():
     """B.1-B.3 and the decayed GRU update, computed by hand for one step."""
     d = 4
@@ -305,23 +315,13 @@ def test_long_term_gates_match_equations():
     g_time = torch.sigmoid(enc.time_gate.weight.T * 0.3 + enc.time_gate.bias)
     g_freq = torch.sigmoid(ef @ enc.freq_gate.weight.T + enc.freq_gate.bias)
     delta = F.softplus(torch.cat([g_time, g_freq], -1) @ enc.decay.weight.T + enc.decay.bias)
-    h_t = torch.exp(-delta) * h0
-    xp = x @ enc.x_proj.weight.T + enc.x_proj.bias
-    hp = h_t @ enc.h_proj.weight.T + enc.h_proj.bias
-    z = torch.sigmoid(xp[:, :d] + hp[:, :d])
-    r = torch.sigmoid(xp[:, d : 2 * d] + hp[:, d : 2 * d])
-    n = torch.tanh(xp[:, 2 * d :] + ef @ enc.freq_dir.weight.T + r * hp[:, 2 * d :])
-    expected = (1 - z) * n + z * h_t
+    expected = _gru_update(enc, torch.exp(-delta) * h0, x, ef, d)
     assert torch.allclose(enc.step(h0, x, dt, f), expected, atol=1e-6)
     # the decay matters: the same step without attenuating h_{t-1} gives another state
     with torch.no_grad():
         enc.decay.bias.fill_(-30.0)  # softplus(-30) ~ 0: no attenuation
         enc.decay.weight.zero_()
-    hp0 = h0 @ enc.h_proj.weight.T + enc.h_proj.bias
-    z0 = torch.sigmoid(xp[:, :d] + hp0[:, :d])
-    r0 = torch.sigmoid(xp[:, d : 2 * d] + hp0[:, d : 2 * d])
-    n0 = torch.tanh(xp[:, 2 * d :] + ef @ enc.freq_dir.weight.T + r0 * hp0[:, 2 * d :])
-    undecayed = (1 - z0) * n0 + z0 * h0
+    undecayed = _gru_update(enc, h0, x, ef, d)
     assert torch.allclose(enc.step(h0, x, dt, f), undecayed, atol=1e-6)
     assert not torch.allclose(expected, undecayed, atol=1e-3)
 
