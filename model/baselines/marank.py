@@ -18,7 +18,8 @@ Simplifications of this compact version:
 * Loss: full-catalogue softmax cross-entropy on every prefix (uniform protocol); the paper uses BPR with
   sampled negatives.
 * The attention scorer is the additive form above; published re-implementations add a sigmoid before the
-  softmax and a skip of the last item at order 0, which are not used here.
+  softmax (not used here) and a skip of the last item at order 0 (``last_item_skip``: e^0 + m_t, the most
+  recent item's embedding; off by default).
 * Dropout on the recent-item embeddings and before each residual layer; no explicit L2 term (use the
   trainer's weight_decay).
 * Windows shorter than L (the first positions of a history) are left-padded and masked out of the
@@ -45,6 +46,7 @@ class Config:
     n_orders: int = 2  # residual layers giving the order-1..K item/user features (K)
     n_union: int = 2  # residual layers of the union-level network
     dropout: float = 0.2
+    last_item_skip: bool = False  # add the most recent item's embedding to the order-0 aggregate (the authors' code)
     n_users: int | None = None  # None: sized from the training data in fit_statistics
     max_len: int | None = None  # training targets per history (None: all); the window is L
 
@@ -106,7 +108,7 @@ class MARank(UserWindowRecommender):
         L = self.config.L
         real = windows((items > 0).float(), L)  # (B, T, L)
         m, p = self.drop(self.M(items)), self.user(users)
-        orders = [self.att[0](m, p, real, L)]
+        orders = [self.att[0](m, p, real, L) + (m if self.config.last_item_skip else 0)]  # m at t: the window's last item
         for l, (item_layer, user_layer) in enumerate(zip(self.item_res, self.user_res), start=1):
             m, p = item_layer(m), user_layer(p)  # per item / per user, before windowing: computed once
             orders.append(self.att[l](m, p, real, L))

@@ -210,9 +210,10 @@ def test_hgn_equation():
     assert torch.allclose(scores[0, 1:], (W @ h + b)[1:], atol=1e-5)
 
 
-def test_marank_equation():
+@pytest.mark.parametrize("skip", [False, True])
+def test_marank_equation(skip):
     torch.manual_seed(3)
-    model = make("marank", d=4, L=2, n_orders=1, n_union=1, dropout=0.0).eval()
+    model = make("marank", d=4, L=2, n_orders=1, n_union=1, dropout=0.0, last_item_skip=skip).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_()
@@ -228,7 +229,7 @@ def test_marank_equation():
         return (a[:, None] * m).sum(0)
 
     p1, m1 = res(model.user_res[0], p0), res(model.item_res[0], m0)
-    e = torch.stack([attend(model.att[0], m0, p0), attend(model.att[1], m1, p1)])
+    e = torch.stack([attend(model.att[0], m0, p0) + (m0[-1] if skip else 0), attend(model.att[1], m1, p1)])  # skip: + m of item 3
     b = torch.softmax(model.order_w(tanh(model.order_C(e))).squeeze(-1), 0)
     e_c = (b[:, None] * e).sum(0)
     s = e_c + res(model.union[0], e_c)
