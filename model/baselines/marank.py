@@ -17,9 +17,9 @@ of (mapped) item features; the residual stack on their aggregate models union-le
 Simplifications of this compact version:
 * Loss: full-catalogue softmax cross-entropy on every prefix (uniform protocol); the paper uses BPR with
   sampled negatives.
-* The attention scorer is the additive form above; published re-implementations add a sigmoid before the
-  softmax (not used here) and a skip of the last item at order 0 (``last_item_skip``: e^0 + m_t, the most
-  recent item's embedding; off by default).
+* The attention scorer is the additive form above; the authors' code adds a sigmoid before the softmax (not
+  used here) and a skip of the most recent item at order 0, e^0 + m_t (``last_item_skip``, on by default since
+  2026-12-07: validation NDCG@10 on ml-100k 0.1315 against 0.1243 without it, seed 0; README, design decisions).
 * Dropout on the recent-item embeddings and before each residual layer; no explicit L2 term (use the
   trainer's weight_decay).
 * Windows shorter than L (the first positions of a history) are left-padded and masked out of the
@@ -46,7 +46,7 @@ class Config:
     n_orders: int = 2  # residual layers giving the order-1..K item/user features (K)
     n_union: int = 2  # residual layers of the union-level network
     dropout: float = 0.2
-    last_item_skip: bool = False  # add the most recent item's embedding to the order-0 aggregate (the authors' code)
+    last_item_skip: bool = True  # add the most recent item's embedding to the order-0 aggregate (the authors' code)
     n_users: int | None = None  # None: sized from the training data in fit_statistics
     max_len: int | None = None  # training targets per history (None: all); the window is L
 
