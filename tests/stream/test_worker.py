@@ -216,7 +216,7 @@ def test_an_unreadable_stored_state_is_a_json_error_until_the_users_next_event_r
     """A table value this version cannot decode (here a damaged changelog record, restored into a fresh
     worker's RocksDB): the per-user views answered aiohttp's bare 500 with a traceback per request. Now a JSON
     error that says what happens next; the user's next event is served from a fresh state and counted."""
-    from kafka import KafkaProducer
+    from stream.producer import EventProducer
 
     deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path)
     try:
@@ -227,9 +227,8 @@ def test_an_unreadable_stored_state_is_a_json_error_until_the_users_next_event_r
         assert first.get("/recommendations/broken")[0] == 200
         assert first.stop() == 0
         changelog = f"{deployment.settings['app_id']}-users-changelog"
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)  # murmur2 of the key: the user's own partition, as the worker's
-        producer.send(changelog, key=b"broken", value=b"\x93not a state").get(timeout=30)
-        producer.close()
+        with EventProducer(kafka_bootstrap, changelog) as producer:  # murmur2 of the key: the user's own partition, as the worker's
+            producer.send_raw(b"broken", b"\x93not a state").get(timeout=30)
 
         worker = deployment.start_worker("w2", find_free_port())  # a fresh data dir: the table is restored from the changelog
         for path in ("/recommendations/broken", "/state/broken"):
