@@ -272,8 +272,8 @@ def evaluate(
         raise typer.BadParameter(f"cut-offs are positive, got {k}", param_hint="--k")
     art = load_artifact(artifact)
     data = load_dataset(input, read, kcore, users, seed, split, subset_seed=subset_seed, timeline_cuts=timeline_cuts)
-    same_content = art.manifest.get("data_content") == data.content_hash  # e.g. the same ratings gzipped since
-    if art.manifest["data_hash"] != data.hash and not same_content:
+    # the same prepared data from other input bytes (the ratings gzipped since) passes too; hashed only then
+    if art.manifest["data_hash"] != data.hash and art.manifest.get("data_content") != data.content_hash:
         raise typer.BadParameter(f"artifact was trained on dataset {art.manifest['data_hash'][:12]}, these options give {data.hash[:12]}"
                                  + _options_difference(art.manifest.get("data_options"), data.meta.get("options")))
     examples = data.split.test if on == "test" else data.split.valid
