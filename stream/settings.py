@@ -139,7 +139,7 @@ def unknown_settings(environ) -> list[str]:
     known = {env_name(name) for name in WorkerSettings.model_fields}
     out = []
     for name in sorted(environ):
-        if name.startswith("DIFFLSREC_") and name not in known:
+        if name.startswith(CommonSettings.model_config["env_prefix"]) and name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
             out.append(f"{name} is not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
     return out
