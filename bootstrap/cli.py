@@ -34,7 +34,8 @@ def bootstrap(
     max_minutes: float = typer.Option(None, help="wall-clock cap on training"),
     seed: int = typer.Option(0),
     warm_start: bool = typer.Option(True, help="start from the live model's weights"),
-    margin: float = typer.Option(0.01, help="refuse a model whose validation NDCG@10 is this much below the live one's"),
+    tolerance: float = typer.Option(0.05, max=1.0, help="refuse a model whose validation NDCG@10 is below the live one's by more than this fraction of it (on the same users; negative: demand an improvement)"),
+    alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="... and only when that shortfall is significant at this level (one-sided paired t-test over the validation users; 1 = on the means alone)"),
     index_kind: str = typer.Option("flat", help="flat (exact) | ivf | hnsw"),
     registry: Path = typer.Option(None, help="registry directory (default: $DIFFLSREC_HOME/registry)"),
     announce: bool = typer.Option(True, help="announce new versions on the model-updates topic"),
@@ -43,7 +44,8 @@ def bootstrap(
     """Train DiffLSRec on history, build its FAISS index and publish a new version atomically.
 
     Exit code of a single run (no --every): 0 published, 3 trained but not published (the gate found it
-    worse than the live version by more than --margin; the live version stays), 1 failed."""
+    significantly worse than the live version by more than --tolerance of its score; the live version stays), 1 failed."""
+    from bootstrap.gate import GateRule
     from bootstrap.job import BootstrapOptions, options_dict, parse_duration, run_once
     from bootstrap.registry import Registry
     from model.cli import parse_sets
@@ -53,12 +55,16 @@ def bootstrap(
     settings = WorkerSettings()
     if not input and not from_topic:
         raise typer.BadParameter("give --input FILE and/or --from-topic")
+    try:
+        gate_rule = GateRule(tolerance, alpha)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     opts = BootstrapOptions(
         inputs=list(input or []), read=read, from_topic=from_topic,
         topic_window=parse_duration(topic_window) if topic_window else None, train_until=train_until, kcore=kcore,
         model=model, overrides=parse_sets(set, prefixed=False),
         train=TrainConfig(epochs=epochs, patience=patience, lr=lr, max_minutes=max_minutes, seed=seed, device=settings.device),
-        warm_start=warm_start, margin=margin, index_kind=index_kind, announce=announce, keep_versions=keep_versions or None,
+        warm_start=warm_start, gate=gate_rule, index_kind=index_kind, announce=announce, keep_versions=keep_versions or None,
     )
     reg = Registry(registry or settings.registry_dir)
     period = parse_duration(every) if every else None

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bootstrap.gate import live_validation_ndcg
+from bootstrap.gate import GateRule, decide, live_validation_scores
 from bootstrap.history import HistoryTable, read_files, read_topic
 from bootstrap.registry import TRAINING_DIR, Registry
 from index import ItemIndex
@@ -30,6 +30,7 @@ from model.checkpoint import CheckpointError
 from model.data.dataset import PreparedDataset, Split
 from model.data.formats import ReadOptions
 from model.data.prepare import PrepareOptions, prepare
+from model.evaluation import evaluate
 from model.histories import UserHistories
 from model.registry import build
 from model.training import TrainConfig, seed_everything, train
@@ -49,7 +50,7 @@ class BootstrapOptions:
     overrides: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     warm_start: bool = True  # start from the live model's weights (vocabulary grown by new items)
-    margin: float = 0.01  # refuse a model whose validation NDCG@10 is below the live one's by more than this
+    gate: GateRule = field(default_factory=GateRule)  # when a model is refused for being worse than the live one (bootstrap/gate.py)
     index_kind: str = "flat"
     announce: bool = True
     keep_versions: int | None = 10  # after publishing, remove all but this many newest versions (None: keep all)
@@ -186,9 +187,12 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
             live = _load_live(now_live, metrics)
         if live is not None:
             metrics["live_version"] = live.version
-            metrics["live_NDCG@10"] = live_validation_ndcg(live, data)
-            if metrics["valid_NDCG@10"] < metrics["live_NDCG@10"] - opts.margin:
-                reason = f"validation NDCG@10 {metrics['valid_NDCG@10']:.4f} is below the live {live.version}'s {metrics['live_NDCG@10']:.4f} by more than {opts.margin}"
+            candidate_scores = evaluate(model, data, features, data.split.valid).per_example["NDCG@10"] if len(data.split.valid) else np.zeros(0)
+            decision = decide(candidate_scores, live_validation_scores(live, data), opts.gate)
+            metrics.update({"live_NDCG@10": decision.live, **decision.as_metrics()})
+            log.info("gate: %s", decision.reason())
+            if not decision.publish:
+                reason = decision.reason()
                 log.warning("refusing to publish: %s", reason)
                 checkpoint.unlink(missing_ok=True)
                 return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bootstrap.gate import GateRule
 from bootstrap.history import read_files
 from bootstrap.job import BootstrapOptions, parse_duration, run_once
 from bootstrap.registry import Registry
@@ -23,6 +24,8 @@ from model.training import TrainConfig
 from tests.processes import kill_when
 
 TINY = {"d": 16, "short_len": 4, "n_tokens": 3, "T": 10, "denoiser_hidden": 32}
+PUBLISH = GateRule(tolerance=1.0)  # the threshold is 0: any candidate passes
+REFUSE = GateRule(tolerance=-100.0, alpha=1.0)  # demands 101x the live score: refused unless the live one scores 0
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +59,16 @@ def test_publish_then_gate_and_warm_start(small_history, tmp_path):
     assert np.allclose(scores[0], expected, atol=1e-4)
 
     # a second run warm-starts from the live model and is compared with it on the same examples
-    second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
+    second = run_once(_opts(small_history, gate=PUBLISH), reg, cache_dir=tmp_path / "cache")
     assert second.published and second.metrics["warm_started_items"] == second.metrics["n_items"]
     assert "live_NDCG@10" in second.metrics and reg.latest() == second.version
     # a gate that demands a large improvement refuses, and the live version stays
-    refused = run_once(_opts(small_history, margin=-1.0), reg, cache_dir=tmp_path / "cache")
-    assert not refused.published and "below the live" in refused.reason
+    refused = run_once(_opts(small_history, gate=REFUSE), reg, cache_dir=tmp_path / "cache")
+    assert second.metrics["live_NDCG@10"] > 0  # (else no threshold is above the candidate)
+    assert not refused.published and "below the threshold" in refused.reason
     assert reg.latest() == second.version and len(reg.versions()) == 2
     # a periodic job keeps the newest versions only (the live one always)
-    third = run_once(_opts(small_history, margin=1.0, keep_versions=1), reg, cache_dir=tmp_path / "cache")
+    third = run_once(_opts(small_history, gate=PUBLISH, keep_versions=1), reg, cache_dir=tmp_path / "cache")
     assert third.published and reg.versions() == [third.version]
 
 
@@ -116,7 +120,7 @@ def test_bootstrap_killed_while_writing_leaves_the_live_version(small_history, t
     reg = Registry(root)
     live = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache").version
     env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home")}
-    cmd = [sys.executable, "-m", "difflsrec.cli", "bootstrap", "--input", str(small_history), "--epochs", "1", "--registry", str(root), "--no-announce", "--margin", "1"]
+    cmd = [sys.executable, "-m", "difflsrec.cli", "bootstrap", "--input", str(small_history), "--epochs", "1", "--registry", str(root), "--no-announce", "--tolerance", "1"]
     cmd += [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
     killed_mid_write = False
     for _ in range(5):
@@ -195,7 +199,7 @@ def test_obsolete_or_foreign_training_checkpoints_never_stop_a_retraining(small_
     ours.write_bytes(b"left by a crashed disk, or by another version of this code")
     obsolete = ours.with_name("0123456789abcdef01234567-cold.pt")
     obsolete.write_bytes(b"another history's retraining")
-    second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
+    second = run_once(_opts(small_history, gate=PUBLISH), reg, cache_dir=tmp_path / "cache")
     assert second.published and not ours.exists() and not obsolete.exists()
     assert f"removing an obsolete training checkpoint {obsolete}" in caplog.text
     assert f"discarding the training checkpoint {ours}: cannot read" in caplog.text  # then trained from scratch
@@ -217,7 +221,7 @@ def test_a_broken_live_version_does_not_block_the_run_that_replaces_it(small_his
 def test_a_new_embedding_size_is_trained_without_the_live_rows(small_history, tmp_path):
     reg = Registry(tmp_path / "registry")
     run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
-    opts = _opts(small_history, margin=1.0)
+    opts = _opts(small_history, gate=PUBLISH)
     opts.overrides = {**TINY, "d": 8}  # the live model has d = 16: its item rows do not fit (a RuntimeError before)
     report = run_once(opts, reg, cache_dir=tmp_path / "cache")
     assert report.published and report.metrics["warm_started_items"] == 0
@@ -259,7 +263,7 @@ def test_the_gate_compares_with_the_version_published_while_this_one_trained(sma
 
     monkeypatch.setattr(job, "train", train_while_another_job_publishes)
     caplog.set_level(logging.INFO, logger="bootstrap.job")
-    second = run_once(_opts(small_history, margin=1.0), reg, cache_dir=tmp_path / "cache")
+    second = run_once(_opts(small_history, gate=PUBLISH), reg, cache_dir=tmp_path / "cache")
     assert second.published and second.metrics["live_version"] == "20990101T000000-000001"
     assert "the live version changed while training" in caplog.text
 
@@ -271,8 +275,8 @@ def test_a_single_run_the_gate_refuses_exits_3_and_one_that_publishes_exits_0(sm
     env = {**os.environ, "DIFFLSREC_HOME": str(tmp_path / "home")}
     cmd = [sys.executable, "-m", "difflsrec.cli", "--threads", "1", "bootstrap", "--input", str(small_history), "--epochs", "1", "--registry", str(root), "--no-announce"]
     cmd += [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
-    refused = subprocess.run([*cmd, "--margin", "-1"], env=env, capture_output=True, text=True, timeout=300)
+    refused = subprocess.run([*cmd, "--tolerance", "-100", "--alpha", "1"], env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 3 and "not published" in refused.stdout, refused.stdout + refused.stderr
     assert Registry(root).latest() == live
-    published = subprocess.run([*cmd, "--margin", "1"], env=env, capture_output=True, text=True, timeout=300)
+    published = subprocess.run([*cmd, "--tolerance", "1"], env=env, capture_output=True, text=True, timeout=300)
     assert published.returncode == 0 and "published" in published.stdout and Registry(root).latest() != live, published.stdout + published.stderr
