@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from difflsrec.settings import env_name
 from stream.loadgen import HarnessLoop, OutputCollector, PacedProducer
 from stream.process import PASSTHROUGH, WORKER, WorkerProcess, cpu_seconds, settings_env
 from stream.producer import EventProducer
@@ -181,10 +182,10 @@ def _start(cfg: BenchConfig, mode: str, env: dict[str, str], workdir: Path) -> W
 def run_max(cfg: BenchConfig, mode: str, events, bootstrap: str, workdir: Path) -> PhaseResult:
     env = _run_settings(cfg, bootstrap, workdir, f"{mode}-max")
     batch = events[: cfg.backlog]
-    with EventProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], linger_ms=20, batch_size=256 * 1024, acks=1) as producer:
+    with EventProducer(bootstrap, env[env_name("interactions_topic")], linger_ms=20, batch_size=256 * 1024, acks=1) as producer:
         for key, value in batch:
             producer.send_raw(key, value)
-    with HarnessLoop() as loop, OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop) as collector:
+    with HarnessLoop() as loop, OutputCollector(bootstrap, env[env_name("recommendations_topic")], loop) as collector:
         process = _start(cfg, mode, env, workdir)
         cpu0 = process.cpu_seconds()
         try:
@@ -241,8 +242,8 @@ def run_paced(cfg: BenchConfig, mode: str, rates: list[int], events, bootstrap: 
     sent_at: dict[int, float] = {}
     with ExitStack() as stack:  # unwound in reverse: the process stops first, then the clients, then their loop
         loop = stack.enter_context(HarnessLoop())
-        collector = stack.enter_context(OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop))
-        producer = stack.enter_context(PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1))
+        collector = stack.enter_context(OutputCollector(bootstrap, env[env_name("recommendations_topic")], loop))
+        producer = stack.enter_context(PacedProducer(bootstrap, env[env_name("interactions_topic")], loop, linger_ms=1, acks=1))
         process = _start(cfg, mode, env, workdir)
         stack.callback(process.stop)
         # warm-up, not measured: the first seconds of a fresh process (connections, metadata of every

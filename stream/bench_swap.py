@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from difflsrec.settings import env_name
 from stream.bench import BenchConfig, _broker, _run_settings, _start, replay_events
 from stream.loadgen import HarnessLoop, OutputCollector, PacedProducer
 
@@ -84,12 +85,12 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
             _publish_copy(registry, source, "swap-a")
             bench = BenchConfig(artifact=registry.root, batch_max=cfg.batch_max, batch_within=cfg.batch_within, partitions=cfg.partitions)
             env = _run_settings(bench, bootstrap, workdir, "swap")
-            env["DIFFLSREC_MODEL_POLL_INTERVAL"] = str(cfg.poll_interval)
+            env[env_name("model_poll_interval")] = str(cfg.poll_interval)
             sent_at: dict[int, float] = {}
             with ExitStack() as stack:  # unwound in reverse: the worker stops first, then the clients, then their loop
                 loop = stack.enter_context(HarnessLoop())
-                collector = stack.enter_context(OutputCollector(bootstrap, env["DIFFLSREC_RECOMMENDATIONS_TOPIC"], loop, versions=True))
-                producer = stack.enter_context(PacedProducer(bootstrap, env["DIFFLSREC_INTERACTIONS_TOPIC"], loop, linger_ms=1, acks=1))
+                collector = stack.enter_context(OutputCollector(bootstrap, env[env_name("recommendations_topic")], loop, versions=True))
+                producer = stack.enter_context(PacedProducer(bootstrap, env[env_name("interactions_topic")], loop, linger_ms=1, acks=1))
                 process = _start(bench, "worker", env, workdir)
                 stack.callback(process.stop)
                 warmup = range(0, warm_n)

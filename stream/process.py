@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from difflsrec.settings import env_name
+
 WORKER = [sys.executable, "-m", "difflsrec.cli", "worker"]
 PASSTHROUGH = [sys.executable, "-m", "stream.passthrough"]
 
@@ -43,8 +45,6 @@ def stop_with_this_process() -> Callable[[], None] | None:
 
 def settings_env(bootstrap_servers: str, **settings) -> dict[str, str]:
     """Environment for a worker: ``KAFKA_BOOTSTRAP_SERVERS`` plus ``DIFFLSREC_<NAME>`` per setting."""
-    from difflsrec.settings import env_name
-
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
     env.update({env_name(name): str(value) for name, value in settings.items() if value is not None})
     return env
@@ -58,7 +58,7 @@ def cpu_seconds(pid: int) -> float:
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], web_port: int, log_path: Path, command: list[str] = WORKER):
-        self.env = {**os.environ, **env, "DIFFLSREC_WEB_PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **env, env_name("web_port"): str(web_port), "PYTHONUNBUFFERED": "1"}
         self.web_port = web_port
         self.log_path = Path(log_path)
         self.command = command
