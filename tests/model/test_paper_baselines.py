@@ -221,18 +221,21 @@ def test_marank_equation(skip):
     relu, tanh = torch.relu, torch.tanh
     p0, m0 = model.user.weight[u], model.M.weight[[8, 3]]
 
-    def res(layer, x):
-        return relu(x + layer.lin(x))
+    # the paper's formulas on the raw weight matrices (no module's forward is called)
+    def res(layer, x):  # x^l = ReLU(x^{l-1} + W_l x^{l-1} + b_l)
+        return relu(x + x @ layer.lin.weight.T + layer.lin.bias)
 
-    def attend(att, m, p):
-        a = torch.softmax(att.v(tanh(att.A(m) + att.B(p))).squeeze(-1), 0)
+    def attend(att, m, p):  # a_k = softmax_k(v^T tanh(A m_k + B p + b)), e = sum_k a_k m_k
+        logits = tanh(m @ att.A.weight.T + p @ att.B.weight.T + att.B.bias) @ att.v.weight[0]
+        a = torch.exp(logits) / torch.exp(logits).sum()
         return (a[:, None] * m).sum(0)
 
     p1, m1 = res(model.user_res[0], p0), res(model.item_res[0], m0)
     e = torch.stack([attend(model.att[0], m0, p0) + (m0[-1] if skip else 0), attend(model.att[1], m1, p1)])  # skip: + m of item 3
-    b = torch.softmax(model.order_w(tanh(model.order_C(e))).squeeze(-1), 0)
+    order_logits = tanh(e @ model.order_C.weight.T + model.order_C.bias) @ model.order_w.weight[0]  # b_l = softmax_l(w^T tanh(C e^l))
+    b = torch.exp(order_logits) / torch.exp(order_logits).sum()
     e_c = (b[:, None] * e).sum(0)
-    s = e_c + res(model.union[0], e_c)
+    s = e_c + res(model.union[0], e_c)  # score_j = p_u . q_j + (e_c + h) . m_j
     expected = model.Q.weight @ p0 + model.M.weight @ s
     scores = model.score(padded_batch([seq], L=3, users=[u]))
     assert torch.allclose(scores[0, 1:], expected[1:], atol=1e-5)
