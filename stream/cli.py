@@ -130,7 +130,7 @@ def send(
     from stream.console import Sender, describe_refused, event_from_options, format_dead_letter, format_recommendation, numbered_lines, outcome_json, refused_json
     from stream.producer import EventProducer, TopicReader
     from stream.schemas import Recommendation
-    from stream.topics import ensure_topics, partition_count, require_reachable
+    from stream.topics import ensure_topics_created, require_reachable
 
     if (file is None) == (user is None and item is None) or (file is None and (user is None or item is None)):
         raise typer.BadParameter("give one event with --user and --item, or a file of events with --file", param_hint="--user/--item/--file")
@@ -150,8 +150,7 @@ def send(
     else:
         lines, source = numbered_lines(file), str(file)
     require_reachable(settings.bootstrap_servers)
-    new_topic = partition_count(settings.bootstrap_servers, settings.interactions_topic) is None
-    partitions = ensure_topics(settings)  # as the worker creates them: none auto-created with the broker's partition count
+    partitions, new_topic = ensure_topics_created(settings)  # as the worker creates them: none auto-created with the broker's partition count
     if new_topic:  # first use of a cluster, or a mistyped --topic: no worker has read it yet
         typer.echo(f"created topic {settings.interactions_topic} ({partitions} partitions) on {settings.bootstrap_servers}: it did not exist", err=True)
 

@@ -21,16 +21,23 @@ log = logging.getLogger(__name__)
 
 def ensure_topics(settings: WorkerSettings) -> int:
     """Create missing topics; returns the partition count of the interactions topic."""
+    return ensure_topics_created(settings)[0]
+
+
+def ensure_topics_created(settings: WorkerSettings) -> tuple[int, bool]:
+    """:func:`ensure_topics`, also saying whether the interactions topic was created here (one admin
+    connection for both)."""
     with KafkaAdminClient(**kafka_python_config(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.app_id}-admin")) as admin:
         partitions = _partition_count(admin, settings.interactions_topic)
-        if partitions is None:
+        created = partitions is None
+        if created:
             _create(admin, settings.interactions_topic, settings.partitions, settings.replication_factor)
             partitions = settings.partitions
         elif partitions != settings.partitions:
             log.info("topic %s exists with %d partitions; using that count (setting says %d)", settings.interactions_topic, partitions, settings.partitions)
         for name, count in ((settings.recommendations_topic, partitions), (settings.dlq_topic, partitions), (settings.model_updates_topic, 1)):
             _create_if_missing(admin, name, count, settings.replication_factor)
-    return partitions
+    return partitions, created
 
 
 def _partition_count(admin: KafkaAdminClient, topic: str) -> int | None:
