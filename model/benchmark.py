@@ -135,9 +135,8 @@ def run_benchmark(
     for name in models:
         if tune_trials > 0:
             budget = dataclasses.replace(train_cfg, epochs=tune_epochs, patience=tune_epochs, seed=seeds[0])
-            best, trials = tune(name, data, stats, features, tune_trials, budget, fixed=overrides.get(name, {}))
-            overrides[name] = best
-            tuning[name] = {"chosen": best, "trials": [dataclasses.asdict(t) for t in trials], "budget": {"trials": tune_trials, "epochs": tune_epochs}}
+            tuning[name] = _tuned(out, name, budget, tune_trials, overrides.get(name, {}), lambda: tune(name, data, stats, features, tune_trials, budget, fixed=overrides.get(name, {})))
+            overrides[name] = tuning[name]["chosen"]
         for seed in seeds:
             log.info("training %s (seed %d)", name, seed)
             cfg = dataclasses.replace(train_cfg, seed=seed)
@@ -148,6 +147,30 @@ def run_benchmark(
             runs.setdefault(name, []).append(train_and_test(name, data, stats, features, overrides.get(name, {}), cfg, ks, filter_seen, save_dir, checkpoint=checkpoint))
             _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)  # partial results survive a crash
     return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)
+
+
+def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, search) -> dict:
+    """A model's tuning record: read from ``out/tuning/NAME.json`` when an earlier invocation searched with
+    the same budget and fixed values (the folder's dataset is checked by :func:`refuse_other_data`), else
+    ``search()`` and write it there. The trials keep no checkpoints, so an interrupted ``--tune`` run used to
+    search every model again before reaching its resumable final runs."""
+    key = {"trials": trials, "epochs": budget.epochs, "fixed": fixed, "train": {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("progress", "device")}}
+    path = out / "tuning" / f"{name}.json"
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if record is not None and record.get("key") == json.loads(json.dumps(key)):
+            log.info("tuning of %s: reusing the search in %s", name, path)
+            return record["tuning"]
+    best, found = search()
+    tuning = {"chosen": best, "trials": [dataclasses.asdict(t) for t in found], "budget": {"trials": trials, "epochs": budget.epochs}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "tuning": tuning}, indent=1))
+    tmp.replace(path)
+    return tuning
 
 
 def refuse_other_data(out: Path, data: PreparedDataset) -> None:

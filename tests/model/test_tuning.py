@@ -56,3 +56,25 @@ def test_benchmark_records_tuning(tmp_path):
     assert len(t["trials"]) == 2 and t["chosen"]["d"] == 8 and t["budget"] == {"trials": 2, "epochs": 1}
     assert results["results"]["gru4rec"]["config"]["d"] == 8
     assert len(results["results"]["pop"]["tuning"]["trials"]) == 1
+
+
+def test_a_rerun_reuses_a_finished_search_and_searches_again_under_another_budget(tmp_path, monkeypatch):
+    """The trials keep no checkpoints: an interrupted --tune benchmark searched every model again before its
+    resumable final runs. The search is kept per model in out/tuning/ and reused under the same budget."""
+    import model.tuning
+
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    cfg = TrainConfig(epochs=2, progress=False)
+    first = run_benchmark(data, ["gru4rec"], tmp_path, [0], cfg, overrides={"gru4rec": {"d": 8}}, tune_trials=2, tune_epochs=1, save_models=False)
+    assert (tmp_path / "tuning" / "gru4rec.json").is_file()
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(model.tuning, "tune", no_search)  # run_benchmark imports it from there at each call
+    again = run_benchmark(data, ["gru4rec"], tmp_path, [0], cfg, overrides={"gru4rec": {"d": 8}}, tune_trials=2, tune_epochs=1, save_models=False)
+    assert again["results"]["gru4rec"]["tuning"] == first["results"]["gru4rec"]["tuning"]
+    for changed in ({"tune_epochs": 2}, {"tune_trials": 3}, {"overrides": {"gru4rec": {"d": 12}}}):
+        kwargs = {"overrides": {"gru4rec": {"d": 8}}, "tune_trials": 2, "tune_epochs": 1, **changed}
+        with pytest.raises(AssertionError, match="searched again"):
+            run_benchmark(data, ["gru4rec"], tmp_path, [0], cfg, save_models=False, **kwargs)
