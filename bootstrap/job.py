@@ -180,6 +180,11 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
                       histories=UserHistories.from_sequences(seq))  # the worker starts known users from these
         build_index(model, seq.item_ids, opts.index_kind).save(staging / "index")
 
+    def validation_scores() -> np.ndarray:  # the candidate's per-user scores the gate compares
+        return evaluate(model, data, features, data.split.valid).per_example["NDCG@10"] if len(data.split.valid) else np.zeros(0)
+
+    # outside the registry's lock when a live version exists now (they need none); the first run needs none
+    candidate_scores = validation_scores() if live is not None else None
     with registry.lock():  # the gate's live version is the one this publication replaces, whoever published it meanwhile
         now_live = registry.latest_path()
         if now_live != live_path:
@@ -187,12 +192,13 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
             live = _load_live(now_live, metrics)
         if live is not None:
             metrics["live_version"] = live.version
-            candidate_scores = evaluate(model, data, features, data.split.valid).per_example["NDCG@10"] if len(data.split.valid) else np.zeros(0)
+            if candidate_scores is None:  # a first version was published while this one trained
+                candidate_scores = validation_scores()
             decision = decide(candidate_scores, live_validation_scores(live, data), opts.gate)
             metrics.update({"live_NDCG@10": decision.live, **decision.as_metrics()})
-            log.info("gate: %s", decision.reason())
+            log.info("gate against %s: %s", live.version, decision.reason())
             if not decision.publish:
-                reason = decision.reason()
+                reason = f"{decision.reason()} (live version {live.version})"
                 log.warning("refusing to publish: %s", reason)
                 checkpoint.unlink(missing_ok=True)
                 return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)

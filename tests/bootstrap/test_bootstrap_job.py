@@ -268,6 +268,30 @@ def test_the_gate_compares_with_the_version_published_while_this_one_trained(sma
     assert "the live version changed while training" in caplog.text
 
 
+def test_a_first_run_is_gated_against_a_version_published_while_it_trained(small_history, tmp_path, monkeypatch):
+    """No live version when training started (the candidate's validation scores are not computed then), one
+    when it ends: the gate still compares the two on the same users."""
+    import shutil
+
+    import bootstrap.job as job
+
+    elsewhere = Registry(tmp_path / "elsewhere")
+    other = run_once(_opts(small_history), elsewhere, cache_dir=tmp_path / "cache")
+    reg = Registry(tmp_path / "registry")
+    real_train = job.train
+
+    def train_while_another_job_publishes(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        reg.publish(other.version, lambda staging: shutil.copytree(elsewhere.path_of(other.version), staging, dirs_exist_ok=True))
+        return result
+
+    monkeypatch.setattr(job, "train", train_while_another_job_publishes)
+    refused = run_once(_opts(small_history, gate=REFUSE), reg, cache_dir=tmp_path / "cache")
+    assert not refused.published and refused.metrics["live_version"] == other.version and reg.latest() == other.version
+    assert refused.metrics["gate_examples"] == 80 and refused.metrics["live_NDCG@10"] > 0
+    assert f"(live version {other.version})" in refused.reason
+
+
 def test_a_single_run_the_gate_refuses_exits_3_and_one_that_publishes_exits_0(small_history, tmp_path):
     """A refused run exited 0 like a published one: a scheduler running it once could not tell."""
     root = tmp_path / "registry"
