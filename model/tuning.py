@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from model.batching import FeatureView
 from model.data.dataset import PreparedDataset
 from model.features import FeatureStats
-from model.registry import build, get
+from model.registry import build, get, make_config
 from model.training import TrainConfig, seed_everything, train
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,14 @@ class Trial:
 def candidates(name: str, trials: int, seed: int, fixed: dict | None = None) -> list[dict]:
     """Up to ``trials`` distinct override sets from the model's search space; keys in ``fixed`` (the user's
     own --set values) are not searched. The defaults come first."""
-    space = {k: v for k, v in getattr(get(name), "search_space", {}).items() if k not in (fixed or {})}
+    fixed = fixed or {}
+    space = {k: v for k, v in getattr(get(name), "search_space", {}).items() if k not in fixed}
     grid = [dict(zip(space, values)) for values in itertools.product(*space.values())] if space else [{}]
     rng = random.Random(seed)
     rng.shuffle(grid)
-    picked = [{}] + [g for g in grid if g]  # {} = the model's defaults
+    defaults = make_config(name, fixed)
+    # {} = the model's defaults; a grid point that spells them out again would spend a trial on the same model
+    picked = [{}] + [g for g in grid if g and make_config(name, {**fixed, **g}) != defaults]
     return picked[: max(1, trials)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -78,3 +79,17 @@ def test_a_rerun_reuses_a_finished_search_and_searches_again_under_another_budge
         kwargs = {"overrides": {"gru4rec": {"d": 8}}, "tune_trials": 2, "tune_epochs": 1, **changed}
         with pytest.raises(AssertionError, match="searched again"):
             run_benchmark(data, ["gru4rec"], tmp_path, [0], cfg, save_models=False, **kwargs)
+
+
+def test_no_trial_repeats_the_defaults():
+    """MARank's grid holds its defaults (L 5, dropout 0.2): the search trained them twice, one trial of six wasted."""
+    for name in available():
+        if not get(name).trainable:
+            continue
+        picked = candidates(name, trials=100, seed=0)
+        configs = [registry.make_config(name, c) for c in picked]
+        assert len(configs) == len({json.dumps(dataclasses.asdict(c), sort_keys=True, default=str) for c in configs}), name
+    marank = candidates("marank", trials=100, seed=0)
+    assert {"L": 5, "dropout": 0.2} not in marank and len(marank) == 1 + 3 * 3 - 1
+    fixed = candidates("marank", trials=100, seed=0, fixed={"dropout": 0.3})  # the defaults are now L 5 at dropout 0.3
+    assert {"L": 5} not in fixed and len(fixed) == 3
