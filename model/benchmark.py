@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from difflsrec.files import write_atomic
 from model.artifact import save_artifact
 from model.batching import FeatureView
 from model.data.dataset import PreparedDataset
@@ -167,9 +168,7 @@ def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, 
     best, found = search()
     tuning = {"chosen": best, "trials": [dataclasses.asdict(t) for t in found], "budget": {"trials": trials, "epochs": budget.epochs}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "tuning": tuning}, indent=1))
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"key": key, "tuning": tuning}, indent=1))
     return tuning
 
 
