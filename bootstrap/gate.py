@@ -115,12 +115,12 @@ def decide(candidate: np.ndarray, live: np.ndarray, rule: GateRule) -> GateDecis
     threshold = (1.0 - rule.tolerance) * l_mean
     diff = candidate - (1.0 - rule.tolerance) * live  # per example; its mean is the shortfall below the threshold
     shortfall = float(diff.mean())  # = c_mean - threshold; < 0: below it
-    spread = float(diff.std(ddof=1)) if n > 1 else float("nan")
+    spread = float(diff.std(ddof=1)) if n > 1 else 0.0
     if n == 1:  # one example says nothing about the spread: no evidence either way
         p = 1.0
-    elif spread > 0:
-        p = float(stats.t.cdf(shortfall / (spread / np.sqrt(n)), df=n - 1))
-    else:  # the same difference on every example (e.g. both score 0 everywhere): no noise to allow for
+    elif spread == 0:  # the same difference on every example (e.g. both score 0 everywhere): no noise to allow for
         p = 0.0 if shortfall < 0 else 1.0
+    else:
+        p = float(stats.t.cdf(shortfall / (spread / np.sqrt(n)), df=n - 1))
     refuse = shortfall < 0 and (rule.alpha >= 1.0 or p < rule.alpha)
     return GateDecision(not refuse, c_mean, l_mean, threshold, p, n, rule)
