@@ -173,7 +173,6 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
         result = train(model, data, stats, opts.train, features, checkpoint=checkpoint)  # nothing was loaded: a fresh start
     model.cpu().eval()
     metrics.update({f"valid_{k}": v for k, v in result.best_valid.items()}, best_epoch=result.best_epoch, epochs=result.epochs_run)
-    version = new_version()
 
     def write(staging: Path) -> None:
         save_artifact(staging, model, stats, seq.item_ids, data_hash=data.hash, split=data.split.name, metrics={k: v for k, v in metrics.items() if k != "data_hash"}, version=version, extra={"data_options": data.meta.get("options"), "data_content": data.content_hash},
@@ -202,6 +201,8 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
                 log.warning("refusing to publish: %s", reason)
                 checkpoint.unlink(missing_ok=True)
                 return BootstrapReport(False, None, reason, metrics, time.perf_counter() - started)
+        # named here, under the lock: after every version published before it (prune keeps the newest names)
+        version = new_version(after=max(registry.versions(), default=None))
         path = registry.publish(version, write)
         if opts.keep_versions is not None:
             if removed := registry.prune(opts.keep_versions):

@@ -16,9 +16,11 @@ the item embeddings (see ``index/``).
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +66,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def new_version() -> str:
-    """Sortable, unique enough for a registry written by one bootstrap job at a time."""
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
+def new_version(after: str | None = None) -> str:
+    """A name that sorts by creation time: UTC seconds and microseconds from one clock reading.
+
+    The registry's ``prune`` keeps the newest versions by name, so a name must sort after every version already
+    published: given the newest one as ``after``, a clock that reads at or before it (two versions in one
+    microsecond, a clock stepped back) gives ``after``'s time plus one microsecond instead."""
+    micros = time.time_ns() // 1_000
+    if after is not None and (earlier := _version_micros(after)) is not None and micros <= earlier:
+        micros = earlier + 1
+    seconds, fraction = divmod(micros, 1_000_000)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + f"-{fraction:06d}"
+
+
+def _version_micros(version: str) -> int | None:
+    """Microseconds since the epoch of a name written by :func:`new_version` (None for any other name)."""
+    match = re.fullmatch(r"(\d{8}T\d{6})-(\d{6})", version)
+    if match is None:
+        return None
+    return calendar.timegm(time.strptime(match[1], "%Y%m%dT%H%M%S")) * 1_000_000 + int(match[2])
 
 
 def save_artifact(

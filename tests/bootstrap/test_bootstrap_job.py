@@ -266,6 +266,9 @@ def test_the_gate_compares_with_the_version_published_while_this_one_trained(sma
     second = run_once(_opts(small_history, gate=PUBLISH), reg, cache_dir=tmp_path / "cache")
     assert second.published and second.metrics["live_version"] == "20990101T000000-000001"
     assert "the live version changed while training" in caplog.text
+    # named after the version it replaced (the clock reads 2026), so pruning by name keeps it as the newest
+    assert second.version == "20990101T000000-000002" and reg.versions()[-1] == second.version
+    assert reg.prune(1) == [first.version, "20990101T000000-000001"] and reg.versions() == [second.version]
 
 
 def test_a_first_run_is_gated_against_a_version_published_while_it_trained(small_history, tmp_path, monkeypatch):

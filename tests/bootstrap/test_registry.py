@@ -175,3 +175,23 @@ def test_prune_keeps_the_newest_and_the_live_version(tmp_path):
                             capture_output=True, text=True, env=env, timeout=120)
     assert pruned.returncode == 0 and "removed 1 version(s): v4; 2 left" in pruned.stdout, pruned.stdout + pruned.stderr
     assert reg.versions() == ["v2", "v5"]
+
+
+def test_version_names_sort_by_creation_time(monkeypatch):
+    """Seconds and microseconds from one clock reading (CI once published two versions within a second whose
+    suffix, nanoseconds modulo a million, sorted the later one first, and pruning removed the new version)."""
+    from model import artifact
+    from model.artifact import new_version
+
+    monkeypatch.setattr(artifact.time, "time_ns", lambda: 1_700_000_000_123_456_789)
+    assert new_version() == "20231114T221320-123456"
+    # a clock at or before the newest published name: one microsecond after it, across a second when needed
+    assert new_version(after="20231114T221320-123456") == "20231114T221320-123457"
+    assert new_version(after="20231114T221321-999999") == "20231114T221322-000000"
+    assert new_version(after="20231114T221319-999999") == "20231114T221320-123456"  # the clock is already later
+    assert new_version(after="v2") == "20231114T221320-123456"  # a hand-written name: no time to be after
+    monkeypatch.undo()
+    names = [new_version()]
+    for _ in range(2000):
+        names.append(new_version(after=names[-1]))
+    assert names == sorted(names) and len(set(names)) == len(names)
