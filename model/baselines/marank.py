@@ -17,8 +17,9 @@ of (mapped) item features; the residual stack on their aggregate models union-le
 Simplifications of this compact version:
 * Loss: full-catalogue softmax cross-entropy on every prefix (uniform protocol); the paper uses BPR with
   sampled negatives.
-* The attention scorer is the additive form above; the authors' code adds a sigmoid before the softmax (not
-  used here) and a skip of the most recent item at order 0, e^0 + m_t (``last_item_skip``, on by default since
+* The attention scorer is the additive form above; the authors' code squashes every attention logit with a
+  sigmoid before the softmax, at both levels (``attention_sigmoid``, off by default: README, design decisions),
+  and adds a skip of the most recent item at order 0, e^0 + m_t (``last_item_skip``, on by default since
   2026-12-07: validation NDCG@10 on ml-100k 0.1315 against 0.1243 without it, seed 0; README, design decisions).
 * Dropout on the recent-item embeddings and before each residual layer; no explicit L2 term (use the
   trainer's weight_decay).
@@ -47,6 +48,7 @@ class Config:
     n_union: int = 2  # residual layers of the union-level network
     dropout: float = 0.2
     last_item_skip: bool = True  # add the most recent item's embedding to the order-0 aggregate (the authors' code)
+    attention_sigmoid: bool = False  # softmax(sigmoid(logits)) at every attention, as the authors' code: weights within e of each other
     n_users: int | None = None  # None: sized from the training data in fit_statistics
     max_len: int | None = None  # training targets per history (None: all); the window is L
 
@@ -66,8 +68,9 @@ class Residual(nn.Module):
 class UserAttention(nn.Module):
     """Attention over a window of item features guided by a user feature: softmax_k(v^T tanh(A m_k + B p))."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, squash: bool = False):
         super().__init__()
+        self.squash = squash  # sigmoid on the logits first (attention_sigmoid)
         self.A = nn.Linear(d, d, bias=False)
         self.B = nn.Linear(d, d)
         self.v = nn.Linear(d, 1, bias=False)
@@ -75,6 +78,8 @@ class UserAttention(nn.Module):
     def forward(self, m: torch.Tensor, p: torch.Tensor, real: torch.Tensor, L: int) -> torch.Tensor:
         """m (B, T, d) per-position item features, p (B, d), real (B, T, L) window mask -> (B, T, d)."""
         logits = self.v(torch.tanh(windows(self.A(m), L) + self.B(p)[:, None, None])).squeeze(-1)  # (B, T, L)
+        if self.squash:
+            logits = torch.sigmoid(logits)
         a = torch.softmax(logits.masked_fill(real == 0, -1e9), -1)  # finite even for all-padding windows
         return torch.einsum("btkd,btk->btd", windows(m, L), a)
 
@@ -94,7 +99,7 @@ class MARank(UserWindowRecommender):
         self.drop = nn.Dropout(c.dropout)
         self.item_res = nn.ModuleList(Residual(c.d, c.dropout) for _ in range(c.n_orders))
         self.user_res = nn.ModuleList(Residual(c.d, c.dropout) for _ in range(c.n_orders))
-        self.att = nn.ModuleList(UserAttention(c.d) for _ in range(c.n_orders + 1))
+        self.att = nn.ModuleList(UserAttention(c.d, c.attention_sigmoid) for _ in range(c.n_orders + 1))
         self.order_C = nn.Linear(c.d, c.d)
         self.order_w = nn.Linear(c.d, 1, bias=False)
         self.union = nn.ModuleList(Residual(c.d, c.dropout) for _ in range(c.n_union))
@@ -113,7 +118,8 @@ class MARank(UserWindowRecommender):
             m, p = item_layer(m), user_layer(p)  # per item / per user, before windowing: computed once
             orders.append(self.att[l](m, p, real, L))
         e = torch.stack(orders, 2)  # (B, T, K + 1, d)
-        b = torch.softmax(self.order_w(torch.tanh(self.order_C(e))).squeeze(-1), -1)
+        order_logits = self.order_w(torch.tanh(self.order_C(e))).squeeze(-1)
+        b = torch.softmax(torch.sigmoid(order_logits) if self.config.attention_sigmoid else order_logits, -1)
         e_c = torch.einsum("btkd,btk->btd", e, b)
         h = e_c
         for layer in self.union:

@@ -210,15 +210,16 @@ def test_hgn_equation():
     assert torch.allclose(scores[0, 1:], (W @ h + b)[1:], atol=1e-5)
 
 
-@pytest.mark.parametrize("skip", [False, True])
-def test_marank_equation(skip):
+@pytest.mark.parametrize("skip, squash", [(False, False), (True, False), (True, True)])
+def test_marank_equation(skip, squash):
     torch.manual_seed(3)
-    model = make("marank", d=4, L=2, n_orders=1, n_union=1, dropout=0.0, last_item_skip=skip).eval()
+    model = make("marank", d=4, L=2, n_orders=1, n_union=1, dropout=0.0, last_item_skip=skip, attention_sigmoid=squash).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_()
     seq, u = [5, 8, 3], 2  # window = (8, 3)
     relu, tanh = torch.relu, torch.tanh
+    squashed = torch.sigmoid if squash else (lambda x: x)  # the authors' code: softmax(sigmoid(logits))
     p0, m0 = model.user.weight[u], model.M.weight[[8, 3]]
 
     # the paper's formulas on the raw weight matrices (no module's forward is called)
@@ -226,13 +227,13 @@ def test_marank_equation(skip):
         return relu(x + x @ layer.lin.weight.T + layer.lin.bias)
 
     def attend(att, m, p):  # a_k = softmax_k(v^T tanh(A m_k + B p + b)), e = sum_k a_k m_k
-        logits = tanh(m @ att.A.weight.T + p @ att.B.weight.T + att.B.bias) @ att.v.weight[0]
+        logits = squashed(tanh(m @ att.A.weight.T + p @ att.B.weight.T + att.B.bias) @ att.v.weight[0])
         a = torch.exp(logits) / torch.exp(logits).sum()
         return (a[:, None] * m).sum(0)
 
     p1, m1 = res(model.user_res[0], p0), res(model.item_res[0], m0)
     e = torch.stack([attend(model.att[0], m0, p0) + (m0[-1] if skip else 0), attend(model.att[1], m1, p1)])  # skip: + m of item 3
-    order_logits = tanh(e @ model.order_C.weight.T + model.order_C.bias) @ model.order_w.weight[0]  # b_l = softmax_l(w^T tanh(C e^l))
+    order_logits = squashed(tanh(e @ model.order_C.weight.T + model.order_C.bias) @ model.order_w.weight[0])  # b_l = softmax_l(w^T tanh(C e^l))
     b = torch.exp(order_logits) / torch.exp(order_logits).sum()
     e_c = (b[:, None] * e).sum(0)
     s = e_c + res(model.union[0], e_c)  # score_j = p_u . q_j + (e_c + h) . m_j
