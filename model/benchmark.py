@@ -117,10 +117,12 @@ def run_benchmark(
     tune_trials: int = 0,
     tune_epochs: int = 10,
     checkpoints: bool = True,
+    tune_rungs: int = 1,
 ) -> dict:
     """Train and test every model; with ``tune_trials`` each model first gets the same search budget on
-    validation (``tune_trials`` configurations of ``tune_epochs`` epochs, model/tuning.py). With
-    ``checkpoints`` each run's training state is kept in ``out/checkpoints/`` (model/checkpoint.py)."""
+    validation (``tune_trials`` configurations of ``tune_epochs`` epochs, and with ``tune_rungs`` > 1 the
+    better half of them twice as long, and so on: model/tuning.py). With ``checkpoints`` each run's training
+    state is kept in ``out/checkpoints/`` and each trial's in ``out/tuning/checkpoints/`` (model/checkpoint.py)."""
     from model.tuning import tune
 
     out = Path(out)
@@ -136,7 +138,9 @@ def run_benchmark(
     for name in models:
         if tune_trials > 0:
             budget = dataclasses.replace(train_cfg, epochs=tune_epochs, patience=tune_epochs, seed=seeds[0])
-            tuning[name] = _tuned(out, name, budget, tune_trials, overrides.get(name, {}), lambda: tune(name, data, stats, features, tune_trials, budget, fixed=overrides.get(name, {})))
+            trial_states = out / "tuning" / "checkpoints" if checkpoints else None
+            tuning[name] = _tuned(out, name, budget, tune_trials, overrides.get(name, {}), tune_rungs,
+                                  lambda: tune(name, data, stats, features, tune_trials, budget, fixed=overrides.get(name, {}), rungs=tune_rungs, checkpoints=trial_states))
             overrides[name] = tuning[name]["chosen"]
         for seed in seeds:
             log.info("training %s (seed %d)", name, seed)
@@ -150,12 +154,13 @@ def run_benchmark(
     return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)
 
 
-def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, search) -> dict:
+def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, rungs: int, search) -> dict:
     """A model's tuning record: read from ``out/tuning/NAME.json`` when an earlier invocation searched with
     the same budget and fixed values (the folder's dataset is checked by :func:`refuse_other_data`), else
     ``search()`` and write it there. The trials keep no checkpoints, so an interrupted ``--tune`` run used to
-    search every model again before reaching its resumable final runs."""
-    key = {"trials": trials, "epochs": budget.epochs, "fixed": fixed, "train": {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("progress", "device")}}
+    search every model again before reaching its resumable final runs (they keep checkpoints since)."""
+    halving = {"rungs": rungs} if rungs > 1 else {}  # absent for one rung: the searches recorded before rungs existed stay valid
+    key = {"trials": trials, "epochs": budget.epochs, **halving, "fixed": fixed, "train": {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("progress", "device")}}
     path = out / "tuning" / f"{name}.json"
     if path.is_file():
         try:
@@ -166,7 +171,7 @@ def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, 
             log.info("tuning of %s: reusing the search in %s", name, path)
             return record["tuning"]
     best, found = search()
-    tuning = {"chosen": best, "trials": [dataclasses.asdict(t) for t in found], "budget": {"trials": trials, "epochs": budget.epochs}}
+    tuning = {"chosen": best, "trials": [dataclasses.asdict(t) for t in found], "budget": {"trials": trials, "epochs": budget.epochs, **halving}}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"key": key, "tuning": tuning}, indent=1))
     return tuning

@@ -166,6 +166,7 @@ def benchmark(
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     tune: int = typer.Option(0, help="tune each model on validation first: this many configurations of its search space (same budget for all)"),
     tune_epochs: int = typer.Option(10, help="epochs per tuning configuration"),
+    tune_rungs: int = typer.Option(1, help="successive halving: the better half of the configurations trains on to twice the epochs, for this many rungs (1: every configuration gets --tune-epochs, the best is kept)"),
     out: Path = typer.Option(..., help="output directory for results.json, results.md and model artifacts"),
 ) -> None:
     """Train every model on the same split and compare them under full-catalogue ranking.
@@ -178,11 +179,12 @@ def benchmark(
     overrides = check_overrides(parse_sets(set, prefixed=True))
     cfg = train_config(epochs, patience, lr, batch_size, device, seed, max_minutes, grad_clip, batching, loss_scale, min_epochs, weight_decay)
     at_least(seeds, 1, "--seeds")  # 0 wrote an empty results table
+    at_least(tune_rungs, 1, "--tune-rungs")
     data = load_dataset(input, read, kcore, users, seed, split, subset_seed, timeline_cuts)
     results = run_benchmark(
         data, names, out, list(range(seed, seed + seeds)), cfg,
         overrides=overrides, filter_seen=not keep_seen, dataset_name=", ".join(str(p) for p in input),
-        tune_trials=tune, tune_epochs=tune_epochs,
+        tune_trials=tune, tune_epochs=tune_epochs, tune_rungs=tune_rungs,
     )
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out / 'results.json'} ({len(results['results'])} models)")

@@ -4,18 +4,31 @@ Each model class may declare ``search_space`` (hyper-parameter -> candidate valu
 ``trials`` distinct configurations at random (seeded; the model's defaults are always the first trial),
 trains each for the same short budget and keeps the one with the best validation NDCG@10. The test split
 is never looked at. Models without a search space (Pop) get a single trial.
+
+A short budget ranks configurations by how fast they learn, not by where they end (on ml-100k MARank's
+trials sit within 0.002 of each other after 10 epochs and its chosen run peaks at epoch 82). ``rungs`` > 1
+runs successive halving instead: every configuration trains for the budget, the better half (rounded up)
+goes on to twice the epochs, and so on for ``rungs`` rungs, each trial continuing from its own checkpoint
+(model/checkpoint.py), so a rung costs only its new epochs and ends where one uninterrupted run of that
+length would. The choice is the best trial of the last rung.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
 import logging
+import math
 import random
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from model.batching import FeatureView
+from model.checkpoint import CheckpointError
 from model.data.dataset import PreparedDataset
 from model.features import FeatureStats
 from model.registry import build, get, make_config
@@ -29,7 +42,9 @@ class Trial:
     overrides: dict
     valid: dict[str, float]
     best_epoch: int
-    seconds: float
+    seconds: float  # training time of this configuration, all rungs
+    epochs: int = 0  # epochs trained (fewer than the rung's budget when early stopping ended it)
+    rung: int = 0  # the last rung it reached (0: the first budget)
 
 
 def candidates(name: str, trials: int, seed: int, fixed: dict | None = None) -> list[dict]:
@@ -46,15 +61,51 @@ def candidates(name: str, trials: int, seed: int, fixed: dict | None = None) -> 
     return picked[: max(1, trials)]
 
 
-def tune(name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, trials: int, train_cfg: TrainConfig, fixed: dict | None = None, metric: str = "NDCG@10") -> tuple[dict, list[Trial]]:
-    """Returns (best overrides, every trial). ``train_cfg`` is the per-trial budget (epochs / minutes)."""
+def tune(
+    name: str, data: PreparedDataset, stats: FeatureStats, features: FeatureView, trials: int, train_cfg: TrainConfig, fixed: dict | None = None,
+    metric: str = "NDCG@10", rungs: int = 1, checkpoints: Path | None = None,
+) -> tuple[dict, list[Trial]]:
+    """Returns (best overrides, every trial, each as far as it got). ``train_cfg`` is the first rung's budget
+    per configuration (epochs, patience). ``checkpoints``: a folder for the trials' training states (kept, so
+    an interrupted search goes on where it stopped); with ``rungs`` > 1 and none given, a temporary one."""
+    if rungs < 1:
+        raise ValueError(f"rungs must be at least 1, got {rungs}")
     fixed = fixed or {}
-    results = []
-    for overrides in candidates(name, trials, train_cfg.seed, fixed):
-        seed_everything(train_cfg.seed)
+    configs = candidates(name, trials, train_cfg.seed, fixed)
+    results: list[Trial | None] = [None] * len(configs)
+    with contextlib.ExitStack() as stack:
+        if checkpoints is None and rungs > 1:
+            checkpoints = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="difflsrec-tune-")))
+        alive = list(range(len(configs)))
+        for rung in range(rungs):
+            budget = dataclasses.replace(train_cfg, epochs=train_cfg.epochs * 2**rung, progress=False)
+            for i in alive:
+                results[i] = _trial(name, data, stats, features, fixed, configs[i], budget, rung, checkpoints)
+                log.info("tune %s %s (rung %d, %d epochs): valid %s %.4f", name, json.dumps(configs[i]), rung, results[i].epochs, metric, results[i].valid.get(metric, 0.0))
+            if rung == rungs - 1 or len(alive) == 1:
+                break
+            # sorted() is stable: on a tie the earlier trial (the defaults first) goes on
+            alive = sorted(alive, key=lambda i: -results[i].valid.get(metric, 0.0))[: math.ceil(len(alive) / 2)]
+    best = max((results[i] for i in alive), key=lambda t: t.valid.get(metric, 0.0))
+    return {**fixed, **best.overrides}, [t for t in results if t is not None]
+
+
+def _trial(name, data, stats, features, fixed: dict, overrides: dict, budget: TrainConfig, rung: int, folder: Path | None) -> Trial:
+    """Train one configuration up to ``budget.epochs`` (continuing its checkpoint in ``folder``, if any)."""
+    checkpoint = None
+    if folder is not None:
+        digest = hashlib.sha256(json.dumps({**fixed, **overrides}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        checkpoint = Path(folder) / f"{name}-{digest}.pt"
+
+    def run():
+        seed_everything(budget.seed)
         model = build(name, data.sequences.n_items, stats, {**fixed, **overrides})
-        r = train(model, data, stats, dataclasses.replace(train_cfg, progress=False), features)
-        results.append(Trial(overrides, r.best_valid, r.best_epoch, r.train_seconds))
-        log.info("tune %s %s: valid %s %.4f", name, json.dumps(overrides), metric, r.best_valid.get(metric, 0.0))
-    best = max(results, key=lambda t: t.valid.get(metric, 0.0))
-    return {**fixed, **best.overrides}, results
+        return train(model, data, stats, budget, features, checkpoint=checkpoint)
+
+    try:
+        r = run()
+    except CheckpointError as error:  # another search's state under this name (other training settings): not ours
+        log.warning("tuning %s: discarding %s (%s)", name, checkpoint, error)
+        checkpoint.unlink(missing_ok=True)
+        r = run()
+    return Trial(overrides, r.best_valid, r.best_epoch, r.train_seconds, r.epochs_run, rung)

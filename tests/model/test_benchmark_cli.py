@@ -134,6 +134,7 @@ def test_a_mistyped_model_part_or_override_fails_before_the_data_is_read(args, o
     [
         (["reproduce", "--seeds", "0"], "--seeds", "must be >= 1"),
         (["benchmark", "--seeds", "0"], "--seeds", "must be >= 1"),
+        (["benchmark", "--tune", "3", "--tune-rungs", "0"], "--tune-rungs", "must be >= 1"),
         (["reproduce", "--k-values", "8,0"], "--k-values", "positive"),
         (["reproduce", "--sampled-negatives", "0"], "--sampled-negatives", "must be >= 1"),
     ],

@@ -13,7 +13,7 @@ from model.batching import FeatureView
 from model.benchmark import run_benchmark
 from model.evaluation import evaluate
 from model.registry import available, get
-from model.training import TrainConfig
+from model.training import TrainConfig, seed_everything, train
 from model.tuning import candidates, tune
 from tests.model.toy import toy_dataset, toy_stats
 
@@ -93,3 +93,52 @@ def test_no_trial_repeats_the_defaults():
     assert {"L": 5, "dropout": 0.2} not in marank and len(marank) == 1 + 3 * 3 - 1
     fixed = candidates("marank", trials=100, seed=0, fixed={"dropout": 0.3})  # the defaults are now L 5 at dropout 0.3
     assert {"L": 5} not in fixed and len(fixed) == 3
+
+
+def test_successive_halving_continues_the_better_half_and_picks_from_the_last_rung(tmp_path):
+    """Five configurations, budget 1 epoch, three rungs: all five train 1 epoch, the best three go on to 2,
+    the best two of those to 4. Each survivor continues its own checkpoint, so it ends exactly where one
+    uninterrupted run of that length ends; the choice is the better of the last two."""
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    stats = toy_stats(data)
+    features = FeatureView.build(data, stats)
+    cfg = TrainConfig(epochs=1, patience=10, progress=False)
+    fixed = {"d": 8}
+    _, flat = tune("gru4rec", data, stats, features, trials=5, train_cfg=cfg, fixed=fixed)  # the first rung alone
+    best, trials = tune("gru4rec", data, stats, features, trials=5, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=tmp_path)
+    assert [t.overrides for t in trials] == [t.overrides for t in flat] and len(list(tmp_path.glob("gru4rec-*.pt"))) == 5
+
+    def key(t):
+        return json.dumps(t.overrides, sort_keys=True)
+
+    by_rung0 = [key(t) for t in sorted(flat, key=lambda t: -t.valid["NDCG@10"])]
+    reached = {key(t): (t.rung, t.epochs) for t in trials}
+    assert sorted(reached.values()) == [(0, 1), (0, 1), (1, 2), (2, 4), (2, 4)]
+    assert {k for k, (rung, _) in reached.items() if rung >= 1} == set(by_rung0[:3])
+    last = [t for t in trials if t.rung == 2]
+    assert best == {**fixed, **max(last, key=lambda t: t.valid["NDCG@10"]).overrides}
+    for t in trials:  # the first rung's results are those of the flat search
+        if t.rung == 0:
+            assert t.valid == next(f.valid for f in flat if key(f) == key(t))
+
+    # a survivor's 4 epochs in three sittings = one run of 4 epochs from scratch
+    survivor = last[0]
+    seed_everything(0)
+    fresh = train(registry.build("gru4rec", data.sequences.n_items, stats, {**fixed, **survivor.overrides}), data, stats, dataclasses.replace(cfg, epochs=4), features)
+    assert fresh.best_valid == pytest.approx(survivor.valid) and fresh.best_epoch == survivor.best_epoch
+
+    # run again on the same folder (an interrupted search resumed): the kept states give the same search
+    again_best, again = tune("gru4rec", data, stats, features, trials=5, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=tmp_path)
+    assert again_best == best and [(t.valid, t.epochs) for t in again] == [(t.valid, t.epochs) for t in trials]
+    with pytest.raises(ValueError, match="rungs"):
+        tune("gru4rec", data, stats, features, trials=2, train_cfg=cfg, fixed=fixed, rungs=0)
+
+
+def test_benchmark_records_the_rungs_and_keeps_the_trials_states(tmp_path):
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    cfg = TrainConfig(epochs=2, progress=False)
+    results = run_benchmark(data, ["gru4rec"], tmp_path, [0], cfg, overrides={"gru4rec": {"d": 8}}, tune_trials=3, tune_epochs=1, tune_rungs=2, save_models=False)
+    t = results["results"]["gru4rec"]["tuning"]
+    assert t["budget"] == {"trials": 3, "epochs": 1, "rungs": 2}
+    assert sorted((trial["rung"], trial["epochs"]) for trial in t["trials"]) == [(0, 1), (1, 2), (1, 2)]
+    assert len(list((tmp_path / "tuning" / "checkpoints").glob("gru4rec-*.pt"))) == 3
