@@ -14,3 +14,5 @@ $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models marank --set marank.l
 $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models marank --set marank.last_item_skip=true --out runs/marank100k/skip
 $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models marank --set marank.last_item_skip=true --set marank.dropout=0.5 --weight-decay 0.0005 --out runs/marank100k/reference
 $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models hgn --lr 0.003 --out runs/wd100k/hgn-lr3e-3
+# 2026-12-07 (later): the authors' sigmoid on every attention logit before the softmax, on top of the skip
+$B --input ~/.cache/difflsrec/data/ml-100k/u.data --models marank --set marank.attention_sigmoid=true --out runs/marank100k/sigmoid
