@@ -18,7 +18,8 @@ Simplifications of this compact version:
 * Loss: full-catalogue softmax cross-entropy on every prefix (uniform protocol); the paper uses BPR with
   sampled negatives.
 * The attention scorer is the additive form above; the authors' code squashes every attention logit with a
-  sigmoid before the softmax, at both levels (``attention_sigmoid``, off by default: README, design decisions),
+  sigmoid before the softmax, at both levels (``attention_sigmoid``, off by default: level on ml-100k, validation
+  NDCG@10 0.13149 with and without it, seed 0; README, design decisions),
   and adds a skip of the most recent item at order 0, e^0 + m_t (``last_item_skip``, on by default since
   2026-12-07: validation NDCG@10 on ml-100k 0.1315 against 0.1243 without it, seed 0; README, design decisions).
 * Dropout on the recent-item embeddings and before each residual layer; no explicit L2 term (use the
