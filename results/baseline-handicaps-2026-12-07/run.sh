@@ -16,3 +16,6 @@ $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models marank --set marank.l
 $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models hgn --lr 0.003 --out runs/wd100k/hgn-lr3e-3
 # 2026-12-07 (later): the authors' sigmoid on every attention logit before the softmax, on top of the skip
 $B --input ~/.cache/difflsrec/data/ml-100k/u.data --models marank --set marank.attention_sigmoid=true --out runs/marank100k/sigmoid
+# seed 1 of both (skip only, skip + sigmoid): marank-sigmoid/seed1-without, marank-sigmoid/seed1
+$B --input ~/.cache/difflsrec/data/ml-100k/u.data --seed 1 --models marank --out runs/marank100k/skip-s1
+$B --input ~/.cache/difflsrec/data/ml-100k/u.data --seed 1 --models marank --set marank.attention_sigmoid=true --out runs/marank100k/sigmoid-s1
