@@ -56,9 +56,19 @@ class TrainingProgress:
     seconds: float = 0.0  # training time of the invocations before this one
 
 
+# model-config fields added after checkpoints were written, at the value that computes what the model computed
+# before them: left out of the fingerprint at that value, so those checkpoints still resume (as reproduce's
+# _ADDED_LATER does for run ids)
+CONFIG_ADDED_LATER = {"marank": {"attention_sigmoid": False}}
+
+
 def fingerprint(model, data_hash: str, cfg, lr: float) -> str:
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_FINGERPRINTED}
-    what = {"model": model.name, "config": dataclasses.asdict(model.config), "lr": lr, "data": data_hash, "train": train}
+    config = dataclasses.asdict(model.config)
+    for key, old_value in CONFIG_ADDED_LATER.get(model.name, {}).items():
+        if key in config and config[key] == old_value:
+            del config[key]
+    what = {"model": model.name, "config": config, "lr": lr, "data": data_hash, "train": train}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 

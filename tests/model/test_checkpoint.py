@@ -197,3 +197,23 @@ def test_time_left_ranges_from_an_early_stop_to_the_cap():
     assert time_left(run, TrainConfig(epochs=30), 0) == "done"
     assert time_left(TrainingProgress(epoch=30, stale=20, epoch_seconds=[1.0]), TrainConfig(patience=20), 0) == "done"
     assert time_left(TrainingProgress(epoch=5, stale=5, epoch_seconds=[1.0]), TrainConfig(patience=5, min_epochs=30), 0) == "left 25s (no better epoch) to 3min (cap)"
+
+
+def test_a_config_field_added_later_keeps_the_older_checkpoints_at_its_old_value():
+    """MARank's attention_sigmoid came after MARank checkpoints had been written: at False (what the model computed
+    before it) it stays out of the fingerprint, so those checkpoints still resume; at True it is another run."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from model.baselines.marank import Config
+    from model.checkpoint import fingerprint
+
+    before = dataclasses.make_dataclass("Config", [(f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(Config) if f.name != "attention_sigmoid"])
+    cfg = _cfg(epochs=1)
+
+    def fp(config):
+        return fingerprint(SimpleNamespace(name="marank", config=config), "data", cfg, 1e-3)
+
+    assert fp(Config()) == fp(before())
+    assert fp(Config(attention_sigmoid=True)) != fp(before())
+    assert fp(Config(last_item_skip=False)) == fp(before(last_item_skip=False)) != fp(before())
