@@ -26,14 +26,13 @@ from index import ItemIndex
 from model.artifact import Artifact, load_artifact, new_version, save_artifact
 from model.batching import FeatureView
 from model.benchmark import fit_features
-from model.checkpoint import CheckpointError
 from model.data.dataset import PreparedDataset, Split
 from model.data.formats import ReadOptions
 from model.data.prepare import PrepareOptions, prepare
 from model.evaluation import evaluate
 from model.histories import UserHistories
 from model.registry import build
-from model.training import TrainConfig, seed_everything, train
+from model.training import TrainConfig, seed_everything, train_discarding_foreign
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +164,7 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
         metrics["warm_started_items"] = warm_start(model, live, seq.item_ids)
     checkpoint = training_checkpoint(registry, data.hash, live.version if live is not None else None)
     features = FeatureView.build(data, stats)
-    try:
-        result = train(model, data, stats, opts.train, features, checkpoint=checkpoint)
-    except CheckpointError as error:  # this retraining under other options (or an unreadable file): not ours
-        log.warning("discarding the training checkpoint %s: %s", checkpoint, error)
-        checkpoint.unlink(missing_ok=True)
-        result = train(model, data, stats, opts.train, features, checkpoint=checkpoint)  # nothing was loaded: a fresh start
+    result = train_discarding_foreign(model, data, stats, opts.train, features, checkpoint)  # this retraining under other options: not ours
     model.cpu().eval()
     metrics.update({f"valid_{k}": v for k, v in result.best_valid.items()}, best_epoch=result.best_epoch, epochs=result.epochs_run)
 

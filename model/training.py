@@ -264,3 +264,17 @@ def train(
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     return TrainResult(state.best_epoch, state.best_valid, len(state.history), before + time.perf_counter() - start, state.epoch_seconds, state.history, lr)
+
+
+def train_discarding_foreign(
+    model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: TrainConfig, features: FeatureView | None, checkpoint: Path
+) -> TrainResult:
+    """:func:`train` with ``checkpoint``, where a checkpoint of another run (other settings, or an unreadable file) is
+    not ours to keep: it is deleted and the run starts afresh. The refusal comes before anything is restored, so
+    ``model`` is still as it was given (its initial or warm-started weights)."""
+    try:
+        return train(model, data, stats, cfg, features, checkpoint=checkpoint)
+    except checkpoints.CheckpointError as error:
+        log.warning("discarding the training checkpoint %s: %s", checkpoint, error)
+        checkpoint.unlink(missing_ok=True)
+        return train(model, data, stats, cfg, features, checkpoint=checkpoint)

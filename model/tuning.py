@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.batching import FeatureView
-from model.checkpoint import CheckpointError
 from model.data.dataset import PreparedDataset
 from model.features import FeatureStats
 from model.registry import build, get, make_config
-from model.training import TrainConfig, seed_everything, train
+from model.training import TrainConfig, seed_everything, train, train_discarding_foreign
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +96,10 @@ def _trial(name, data, stats, features, fixed: dict, overrides: dict, budget: Tr
         digest = hashlib.sha256(json.dumps({**fixed, **overrides}, sort_keys=True, default=str).encode()).hexdigest()[:16]
         checkpoint = Path(folder) / f"{name}-{digest}.pt"
 
-    def run():
-        seed_everything(budget.seed)
-        model = build(name, data.sequences.n_items, stats, {**fixed, **overrides})
-        return train(model, data, stats, budget, features, checkpoint=checkpoint)
-
-    try:
-        r = run()
-    except CheckpointError as error:  # another search's state under this name (other training settings): not ours
-        log.warning("tuning %s: discarding %s (%s)", name, checkpoint, error)
-        checkpoint.unlink(missing_ok=True)
-        r = run()
+    seed_everything(budget.seed)
+    model = build(name, data.sequences.n_items, stats, {**fixed, **overrides})
+    if checkpoint is None:
+        r = train(model, data, stats, budget, features)
+    else:  # another search's state under this name (other training settings) is discarded
+        r = train_discarding_foreign(model, data, stats, budget, features, checkpoint)
     return Trial(overrides, r.best_valid, r.best_epoch, r.train_seconds, r.epochs_run, rung)

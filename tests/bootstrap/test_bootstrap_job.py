@@ -249,7 +249,7 @@ def test_the_gate_compares_with_the_version_published_while_this_one_trained(sma
 
     reg = Registry(tmp_path / "registry")
     first = run_once(_opts(small_history), reg, cache_dir=tmp_path / "cache")
-    real_train = job.train
+    real_train = job.train_discarding_foreign
 
     def copy_of_first(staging: Path) -> None:
         shutil.copytree(reg.path_of(first.version), staging, dirs_exist_ok=True)
@@ -261,7 +261,7 @@ def test_the_gate_compares_with_the_version_published_while_this_one_trained(sma
         reg.publish("20990101T000000-000001", copy_of_first)
         return result
 
-    monkeypatch.setattr(job, "train", train_while_another_job_publishes)
+    monkeypatch.setattr(job, "train_discarding_foreign", train_while_another_job_publishes)
     caplog.set_level(logging.INFO, logger="bootstrap.job")
     second = run_once(_opts(small_history, gate=PUBLISH), reg, cache_dir=tmp_path / "cache")
     assert second.published and second.metrics["live_version"] == "20990101T000000-000001"
@@ -281,14 +281,14 @@ def test_a_first_run_is_gated_against_a_version_published_while_it_trained(small
     elsewhere = Registry(tmp_path / "elsewhere")
     other = run_once(_opts(small_history), elsewhere, cache_dir=tmp_path / "cache")
     reg = Registry(tmp_path / "registry")
-    real_train = job.train
+    real_train = job.train_discarding_foreign
 
     def train_while_another_job_publishes(*args, **kwargs):
         result = real_train(*args, **kwargs)
         reg.publish(other.version, lambda staging: shutil.copytree(elsewhere.path_of(other.version), staging, dirs_exist_ok=True))
         return result
 
-    monkeypatch.setattr(job, "train", train_while_another_job_publishes)
+    monkeypatch.setattr(job, "train_discarding_foreign", train_while_another_job_publishes)
     refused = run_once(_opts(small_history, gate=REFUSE), reg, cache_dir=tmp_path / "cache")
     assert not refused.published and refused.metrics["live_version"] == other.version and reg.latest() == other.version
     assert refused.metrics["gate_examples"] == 80 and refused.metrics["live_NDCG@10"] > 0
