@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -56,19 +57,36 @@ class TrainingProgress:
     seconds: float = 0.0  # training time of the invocations before this one
 
 
-# model-config fields added after checkpoints were written, at the value that computes what the model computed
-# before them: left out of the fingerprint at that value, so those checkpoints still resume (as reproduce's
-# _ADDED_LATER does for run ids)
-CONFIG_ADDED_LATER = {"marank": {"attention_sigmoid": False}}
+# model-config fields added after checkpoints were written, each at the value that computes what the model
+# computed before it (oldest first). A checkpoint written before a field existed hashed a config without it, and
+# one written by the code of 2026-12-07 left attention_sigmoid out at False: load accepts every such form
+# (accepted_fingerprints), save writes the whole config. MARank's last_item_skip came first, off, and became
+# the default later.
+CONFIG_ADDED_LATER = {"marank": {"last_item_skip": False, "attention_sigmoid": False}}
 
 
 def fingerprint(model, data_hash: str, cfg, lr: float) -> str:
-    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_FINGERPRINTED}
+    """The run's identity, written into its checkpoints: model, whole configuration, learning rate, data and
+    the training settings that change what an epoch computes."""
+    return _digest(model.name, dataclasses.asdict(model.config), data_hash, cfg, lr)
+
+
+def accepted_fingerprints(model, data_hash: str, cfg, lr: float) -> set[str]:
+    """:func:`fingerprint` and the fingerprints older code gave the same run: the configuration without any of
+    the fields added later that are at their old value (every subset of them: which were left out depends on
+    when the checkpoint was written)."""
     config = dataclasses.asdict(model.config)
-    for key, old_value in CONFIG_ADDED_LATER.get(model.name, {}).items():
-        if key in config and config[key] == old_value:
-            del config[key]
-    what = {"model": model.name, "config": config, "lr": lr, "data": data_hash, "train": train}
+    at_old_value = [k for k, old in CONFIG_ADDED_LATER.get(model.name, {}).items() if k in config and config[k] == old]
+    accepted = set()
+    for n in range(len(at_old_value) + 1):
+        for left_out in itertools.combinations(at_old_value, n):
+            accepted.add(_digest(model.name, {k: v for k, v in config.items() if k not in left_out}, data_hash, cfg, lr))
+    return accepted
+
+
+def _digest(name: str, config: dict, data_hash: str, cfg, lr: float) -> str:
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_FINGERPRINTED}
+    what = {"model": name, "config": config, "lr": lr, "data": data_hash, "train": train}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -96,15 +114,16 @@ def save(path: Path, fp: str, state: TrainingProgress, model: torch.nn.Module, o
     tmp.replace(path)
 
 
-def load(path: Path, fp: str, model: torch.nn.Module, opt: torch.optim.Optimizer, batch_rng: np.random.Generator, accept=None) -> TrainingProgress | None:
+def load(path: Path, fp: str | set[str], model: torch.nn.Module, opt: torch.optim.Optimizer, batch_rng: np.random.Generator, accept=None) -> TrainingProgress | None:
     """Restore ``model``, ``opt``, the random states and ``batch_rng`` from ``path``; None when there is none.
+    ``fp``: the run's fingerprint, or every fingerprint it accepts (:func:`accepted_fingerprints`).
     ``accept(progress)`` may refuse the run (raise) before anything is restored, so a caller that catches the
     refusal starts from its own weights."""
     path = Path(path)
     if not path.exists():
         return None
     payload = _read(path, "; delete it to train from scratch")
-    if payload["fingerprint"] != fp:
+    if payload["fingerprint"] not in ({fp} if isinstance(fp, str) else fp):
         raise CheckpointError(
             f"{path} is the checkpoint of another run (another model, configuration, learning rate, data or training "
             f"setting); delete it, or point this run at another checkpoint path"

@@ -204,7 +204,8 @@ def train(
     state, fp = TrainingProgress(), ""
     if checkpoint is not None:
         fp = checkpoints.fingerprint(model, data.hash, cfg, lr)
-        state = checkpoints.load(checkpoint, fp, model, opt, batches.rng, accept=lambda found: refuse_past_stop(found, cfg, checkpoint)) or state
+        accepted = checkpoints.accepted_fingerprints(model, data.hash, cfg, lr)
+        state = checkpoints.load(checkpoint, accepted, model, opt, batches.rng, accept=lambda found: refuse_past_stop(found, cfg, checkpoint)) or state
     before = state.seconds  # training time of earlier invocations of this run
     if state.epoch:
         log.info("%s: resuming after epoch %d from %s (best %d, %d epochs without improvement)", model.name, state.epoch, checkpoint, state.best_epoch, state.stale)

@@ -199,21 +199,68 @@ def test_time_left_ranges_from_an_early_stop_to_the_cap():
     assert time_left(TrainingProgress(epoch=5, stale=5, epoch_seconds=[1.0]), TrainConfig(patience=5, min_epochs=30), 0) == "left 25s (no better epoch) to 3min (cap)"
 
 
-def test_a_config_field_added_later_keeps_the_older_checkpoints_at_its_old_value():
-    """MARank's attention_sigmoid came after MARank checkpoints had been written: at False (what the model computed
-    before it) it stays out of the fingerprint, so those checkpoints still resume; at True it is another run."""
+def test_config_fields_added_later_keep_the_older_checkpoints_at_their_old_values():
+    """MARank's last_item_skip (off at first) and attention_sigmoid came after MARank checkpoints had been written:
+    a checkpoint hashed without them, or (code of 2026-12-07) without attention_sigmoid only, is the same run as
+    the config with both at their old values and still resumes; at another value it is another run."""
     import dataclasses
     from types import SimpleNamespace
 
     from model.baselines.marank import Config
-    from model.checkpoint import fingerprint
+    from model.checkpoint import accepted_fingerprints, fingerprint
 
-    before = dataclasses.make_dataclass("Config", [(f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(Config) if f.name != "attention_sigmoid"])
+    def without(*names):
+        fields = [(f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(Config) if f.name not in names]
+        return dataclasses.make_dataclass("Config", fields)
+
     cfg = _cfg(epochs=1)
 
     def fp(config):
         return fingerprint(SimpleNamespace(name="marank", config=config), "data", cfg, 1e-3)
 
-    assert fp(Config()) == fp(before())
-    assert fp(Config(attention_sigmoid=True)) != fp(before())
-    assert fp(Config(last_item_skip=False)) == fp(before(last_item_skip=False)) != fp(before())
+    def accepted(config):
+        return accepted_fingerprints(SimpleNamespace(name="marank", config=config), "data", cfg, 1e-3)
+
+    first_marank = without("last_item_skip", "attention_sigmoid")()  # computed without the skip, without the sigmoid
+    no_sigmoid_field = without("attention_sigmoid")  # the form written by the code of 2026-12-07
+    assert fp(Config()) in accepted(Config())  # what is written is accepted
+    assert fp(first_marank) in accepted(Config(last_item_skip=False))
+    assert fp(no_sigmoid_field(last_item_skip=False)) in accepted(Config(last_item_skip=False))
+    assert fp(no_sigmoid_field()) in accepted(Config())  # the skip on (the default now)
+    assert fp(first_marank) not in accepted(Config())  # the skip is on: another model
+    assert accepted(Config(attention_sigmoid=True)) == {fp(Config(attention_sigmoid=True))}
+    assert fp(no_sigmoid_field()) not in accepted(Config(attention_sigmoid=True))
+    assert len({fp(Config()), fp(Config(last_item_skip=False)), fp(Config(attention_sigmoid=True))}) == 3
+    # any other model: only its own fingerprint
+    gru = registry.build("gru4rec", DATA.sequences.n_items, STATS, MODELS["gru4rec"])
+    assert accepted_fingerprints(gru, "data", cfg, 1e-3) == {fingerprint(gru, "data", cfg, 1e-3)}
+
+
+def test_a_checkpoint_written_before_a_config_field_existed_resumes(tmp_path):
+    """The user's path: a MARank checkpoint whose fingerprint hashed the config of before last_item_skip and
+    attention_sigmoid resumes under the config with both off, and is refused with the skip on."""
+    import dataclasses
+
+    from model.baselines.marank import Config
+    from model.checkpoint import _digest
+
+    ckpt = tmp_path / "ckpt.pt"
+    small = {"d": 8, "L": 2, "last_item_skip": False}
+
+    def run(epochs, config):
+        seed_everything(7)
+        model = registry.build("marank", DATA.sequences.n_items, STATS, config)
+        return model, train(model, DATA, STATS, _cfg(epochs=epochs), FeatureView.build(DATA, STATS), checkpoint=ckpt)
+
+    _, whole = run(3, small)
+    ckpt.unlink()
+    model, _ = run(2, small)  # its config as trained (fitted to the data: n_users, max_len)
+    payload = torch.load(ckpt, weights_only=True)
+    old_config = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in ("last_item_skip", "attention_sigmoid")}
+    assert isinstance(model.config, Config)
+    payload["fingerprint"] = _digest("marank", old_config, DATA.hash, _cfg(epochs=3), model.default_lr)
+    torch.save(payload, ckpt)
+    with pytest.raises(CheckpointError, match="another run"):
+        run(3, {**small, "last_item_skip": True})
+    _, resumed = run(3, small)
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)  # epochs 1-2 from the checkpoint
