@@ -135,8 +135,10 @@ def run_benchmark(
     runs: dict[str, list[ModelRun]] = {}
     overrides = dict(overrides or {})
     tuning: dict[str, dict] = {}
+    searched_with: dict[str, dict] = {}  # each tuned model's --set values, which its search kept fixed
     for name in models:
         if tune_trials > 0:
+            searched_with[name] = overrides.get(name, {})
             budget = dataclasses.replace(train_cfg, epochs=tune_epochs, patience=tune_epochs, seed=seeds[0])
             trial_states = out / "tuning" / "checkpoints" if checkpoints else None
             tuning[name] = _tuned(out, name, budget, tune_trials, overrides.get(name, {}), tune_rungs,
@@ -151,7 +153,32 @@ def run_benchmark(
             checkpoint = out / "checkpoints" / f"{name}-seed{seed}.pt" if checkpoints else None
             runs.setdefault(name, []).append(train_and_test(name, data, stats, features, overrides.get(name, {}), cfg, ks, filter_seen, save_dir, checkpoint=checkpoint))
             _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)  # partial results survive a crash
-    return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning)
+    plot = _tuning_plot(out, tuning, searched_with, seeds[0], tune_epochs, tune_rungs) if tuning and checkpoints else None
+    return _write(out, data, runs, seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning, plot)
+
+
+def _tuning_plot(out: Path, tuning: dict[str, dict], fixed: dict[str, dict], seed: int, epochs: int, rungs: int) -> str | None:
+    """``OUT/tuning/search.png``: every trial's validation curve per model (model/tuning.py); None when no
+    trial kept a checkpoint to draw from."""
+    from model.checkpoint import CheckpointError, describe
+    from model.tuning import plot_searches, search_curves
+
+    panels = {}
+    for name, record in tuning.items():
+        curves = search_curves(name, record, fixed[name], out / "tuning" / "checkpoints")
+        if len(curves) < 2:  # one trial (Pop, or no search space) is no search to look at
+            continue
+        final = out / "checkpoints" / f"{name}-seed{seed}.pt"
+        try:
+            history = describe(final)["history"] if final.is_file() else []
+        except CheckpointError:
+            history = []
+        points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
+        panels[name] = {"curves": curves, "rungs": [epochs * 2**r for r in range(rungs)], "final": points}
+    if not panels:
+        return None
+    plot_searches(panels, out / "tuning" / "search.png")
+    return "tuning/search.png"
 
 
 def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, rungs: int, search) -> dict:
@@ -193,7 +220,7 @@ def refuse_other_data(out: Path, data: PreparedDataset) -> None:
                          "use a new --out, or the same input and options to go on with that run")
 
 
-def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning=None) -> dict:
+def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], seeds, train_cfg, feature_opts, filter_seen, ks, dataset_name, tuning=None, tuning_plot=None) -> dict:
     seq = data.sequences
     results = {
         "dataset": dataset_name or data.meta.get("source", "?"),
@@ -211,6 +238,8 @@ def _write(out: Path, data: PreparedDataset, runs: dict[str, list[ModelRun]], se
         "results": {name: summarise(rs) | ({"tuning": tuning[name]} if tuning and name in tuning else {}) for name, rs in runs.items()},
         "significance": significance(runs),
     }
+    if tuning_plot:
+        results["tuning_plot"] = tuning_plot
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(to_markdown(results))
     return results
@@ -258,4 +287,6 @@ def to_markdown(results: dict) -> str:
     for key, test in results.get("significance", {}).items():
         over = f", each user's value averaged over seeds {test['seeds']}" if len(test.get("seeds", [])) > 1 else ""
         lines += ["", f"Paired test over test users {key} ({test['metric']}{over}): mean difference {test['mean_diff']:+.4f}, t-test p = {test['t_pvalue']:.3g}, Wilcoxon p = {test['wilcoxon_pvalue']:.3g}."]
+    if results.get("tuning_plot"):
+        lines += ["", "## Tuning on validation", "", f"![validation NDCG@10 per epoch of every tuning trial]({results['tuning_plot']})"]
     return "\n".join(lines) + "\n"

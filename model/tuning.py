@@ -89,12 +89,15 @@ def tune(
     return {**fixed, **best.overrides}, [t for t in results if t is not None]
 
 
+def trial_checkpoint(folder: Path, name: str, fixed: dict, overrides: dict) -> Path:
+    """Where a trial keeps its training state: one file per model and configuration, so each rung continues it."""
+    digest = hashlib.sha256(json.dumps({**fixed, **overrides}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(folder) / f"{name}-{digest}.pt"
+
+
 def _trial(name, data, stats, features, fixed: dict, overrides: dict, budget: TrainConfig, rung: int, folder: Path | None) -> Trial:
     """Train one configuration up to ``budget.epochs`` (continuing its checkpoint in ``folder``, if any)."""
-    checkpoint = None
-    if folder is not None:
-        digest = hashlib.sha256(json.dumps({**fixed, **overrides}, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        checkpoint = Path(folder) / f"{name}-{digest}.pt"
+    checkpoint = None if folder is None else trial_checkpoint(folder, name, fixed, overrides)
 
     seed_everything(budget.seed)
     model = build(name, data.sequences.n_items, stats, {**fixed, **overrides})
@@ -103,3 +106,63 @@ def _trial(name, data, stats, features, fixed: dict, overrides: dict, budget: Tr
     else:  # another search's state under this name (other training settings) is discarded
         r = train_discarding_foreign(model, data, stats, budget, features, checkpoint)
     return Trial(overrides, r.best_valid, r.best_epoch, r.train_seconds, r.epochs_run, rung)
+
+
+def search_curves(name: str, tuning: dict, fixed: dict, folder: Path) -> list[dict]:
+    """Validation NDCG@10 per epoch of every trial of a recorded search (``tuning``: the record
+    ``benchmark`` keeps in ``OUT/tuning/NAME.json``), read from the trials' checkpoints in ``folder``;
+    trials without one are left out."""
+    from model.checkpoint import CheckpointError, describe
+
+    chosen = {k: v for k, v in tuning["chosen"].items() if k not in fixed}  # a trial's overrides never hold a fixed key
+    curves = []
+    for trial in tuning["trials"]:
+        path = trial_checkpoint(folder, name, fixed, trial["overrides"])
+        try:
+            history = describe(path)["history"] if path.is_file() else []
+        except CheckpointError:
+            continue
+        points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
+        if points:
+            label = ", ".join(f"{k} {v}" for k, v in trial["overrides"].items()) or "defaults"
+            curves.append({"label": label, "points": points, "chosen": trial["overrides"] == chosen, "rung": trial.get("rung", 0)})
+    return curves
+
+
+def plot_searches(panels: dict[str, dict], path: Path) -> None:
+    """One panel per model: every trial's validation curve (the chosen one in colour, the others grey, thinner
+    the earlier they were dropped), the rung budgets as vertical lines and, dashed, the chosen configuration's
+    final run. ``panels``: name -> {"curves": search_curves(...), "rungs": [epoch budgets], "final": points}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(panels)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, (name, panel) in zip(axes.flat, panels.items()):
+        top = max((c["rung"] for c in panel["curves"]), default=0)
+        for c in sorted(panel["curves"], key=lambda c: c["chosen"]):  # the chosen one drawn last, on top
+            epochs, values = zip(*c["points"])
+            if c["chosen"]:
+                ax.plot(epochs, values, color="tab:red", linewidth=2, label=f"chosen: {c['label']}")
+            else:
+                ax.plot(epochs, values, color="grey", alpha=0.7, linewidth=0.6 + 0.9 * c["rung"] / max(1, top))
+        if panel.get("final"):
+            epochs, values = zip(*panel["final"])
+            ax.plot(epochs, values, color="black", linestyle="--", linewidth=1, label="chosen, final run")
+        for budget in panel["rungs"]:
+            ax.axvline(budget, color="tab:blue", linestyle=":", linewidth=0.8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation NDCG@10")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("Tuning on validation: every trial (grey), rung budgets (dotted)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

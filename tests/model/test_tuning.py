@@ -14,7 +14,7 @@ from model.benchmark import run_benchmark
 from model.evaluation import evaluate
 from model.registry import available, get
 from model.training import TrainConfig, seed_everything, train
-from model.tuning import candidates, tune
+from model.tuning import candidates, search_curves, tune
 from tests.model.toy import toy_dataset, toy_stats
 
 
@@ -142,3 +142,12 @@ def test_benchmark_records_the_rungs_and_keeps_the_trials_states(tmp_path):
     assert t["budget"] == {"trials": 3, "epochs": 1, "rungs": 2}
     assert sorted((trial["rung"], trial["epochs"]) for trial in t["trials"]) == [(0, 1), (1, 2), (1, 2)]
     assert len(list((tmp_path / "tuning" / "checkpoints").glob("gru4rec-*.pt"))) == 3
+    # every trial's validation curve, read back from its checkpoint, drawn into tuning/search.png
+    curves = search_curves("gru4rec", t, {"d": 8}, tmp_path / "tuning" / "checkpoints")
+    assert sorted(len(c["points"]) for c in curves) == sorted(trial["epochs"] for trial in t["trials"])
+    assert [c["chosen"] for c in curves].count(True) == 1
+    chosen = next(c for c in curves if c["chosen"])
+    trial = next(x for x in t["trials"] if {"d": 8, **x["overrides"]} == t["chosen"])
+    assert max(v for _, v in chosen["points"]) == pytest.approx(trial["valid"]["NDCG@10"])
+    assert results["tuning_plot"] == "tuning/search.png" and (tmp_path / "tuning" / "search.png").stat().st_size > 10_000
+    assert "(tuning/search.png)" in (tmp_path / "results.md").read_text()
