@@ -86,7 +86,10 @@ def test_benchmark_significance_uses_every_seed_per_user():
         "sasrec": [run("sasrec", 0, [1, 2, 3, 4], [0.1, 0.2, 0.1, 0.2]), run("sasrec", 1, [2, 1, 4, 3], [0.2, 0.1, 0.2, 0.1])],
         "pop": [run("pop", 0, [1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0]), run("pop", 1, [1, 2, 3, 4], [0.0, 0.0, 0.0, 0.0])],
     }
-    test = significance(runs)["difflsrec_vs_sasrec"]
+    tests = significance(runs)
+    assert list(tests) == ["difflsrec_vs_sasrec", "difflsrec_vs_pop"]  # every other model, the best first
+    assert tests["difflsrec_vs_pop"]["mean_diff"] == pytest.approx(np.mean([0.3, 0.4, 0.5, 0.5]))
+    test = tests["difflsrec_vs_sasrec"]
     # per user, seed means: ours (0.3, 0.4, 0.5, 0.5), SASRec's (0.1, 0.2, 0.1, 0.2); seed 0 alone would give -0.15
     assert test["seeds"] == [0, 1]
     assert test["mean_diff"] == pytest.approx(np.mean([0.2, 0.2, 0.4, 0.3]))
