@@ -160,7 +160,7 @@ def run_benchmark(
 def _tuning_plot(out: Path, tuning: dict[str, dict], fixed: dict[str, dict], seed: int, epochs: int, rungs: int) -> str | None:
     """``OUT/tuning/search.png``: every trial's validation curve per model (model/tuning.py); None when no
     trial kept a checkpoint to draw from."""
-    from model.checkpoint import CheckpointError, describe
+    from model.checkpoint import validation_curve
     from model.tuning import plot_searches, search_curves
 
     panels = {}
@@ -168,13 +168,8 @@ def _tuning_plot(out: Path, tuning: dict[str, dict], fixed: dict[str, dict], see
         curves = search_curves(name, record, fixed[name], out / "tuning" / "checkpoints")
         if len(curves) < 2:  # one trial (Pop, or no search space) is no search to look at
             continue
-        final = out / "checkpoints" / f"{name}-seed{seed}.pt"
-        try:
-            history = describe(final)["history"] if final.is_file() else []
-        except CheckpointError:
-            history = []
-        points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
-        panels[name] = {"curves": curves, "rungs": [epochs * 2**r for r in range(rungs)], "final": points}
+        final = validation_curve(out / "checkpoints" / f"{name}-seed{seed}.pt")
+        panels[name] = {"curves": curves, "rungs": [epochs * 2**r for r in range(rungs)], "final": final}
     if not panels:
         return None
     plot_searches(panels, out / "tuning" / "search.png")

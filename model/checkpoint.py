@@ -146,6 +146,16 @@ def describe(path: Path) -> dict:
     return _described(_read(Path(path)))
 
 
+def validation_curve(path: Path, metric: str = "NDCG@10") -> list[tuple[int, float]]:
+    """(epoch, validation ``metric``) of every epoch the checkpoint at ``path`` recorded; [] when there is no
+    checkpoint there or it cannot be read (a plot of many runs goes on without it)."""
+    try:
+        history = describe(path)["history"] if Path(path).is_file() else []
+    except CheckpointError:
+        return []
+    return [(row["epoch"], row[f"valid_{metric}"]) for row in history if f"valid_{metric}" in row]
+
+
 def best_weights(path: Path) -> tuple[dict | None, dict]:
     """The best-validation weights of the checkpoint at ``path`` (None before its first validation) and its
     :func:`describe`, from one read of the file. Raises :class:`CheckpointError`."""

@@ -112,17 +112,12 @@ def search_curves(name: str, tuning: dict, fixed: dict, folder: Path) -> list[di
     """Validation NDCG@10 per epoch of every trial of a recorded search (``tuning``: the record
     ``benchmark`` keeps in ``OUT/tuning/NAME.json``), read from the trials' checkpoints in ``folder``;
     trials without one are left out."""
-    from model.checkpoint import CheckpointError, describe
+    from model.checkpoint import validation_curve
 
     chosen = {k: v for k, v in tuning["chosen"].items() if k not in fixed}  # a trial's overrides never hold a fixed key
     curves = []
     for trial in tuning["trials"]:
-        path = trial_checkpoint(folder, name, fixed, trial["overrides"])
-        try:
-            history = describe(path)["history"] if path.is_file() else []
-        except CheckpointError:
-            continue
-        points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
+        points = validation_curve(trial_checkpoint(folder, name, fixed, trial["overrides"]))
         if points:
             label = ", ".join(f"{k} {v}" for k, v in trial["overrides"].items()) or "defaults"
             curves.append({"label": label, "points": points, "chosen": trial["overrides"] == chosen, "rung": trial.get("rung", 0)})

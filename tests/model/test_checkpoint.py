@@ -14,7 +14,7 @@ import torch
 
 from model import registry
 from model.batching import FeatureView
-from model.checkpoint import CheckpointError, best_weights, describe
+from model.checkpoint import CheckpointError, best_weights, describe, validation_curve
 from model.training import TrainConfig, seed_everything, train
 from tests.model.toy import toy_dataset, toy_stats
 from tests.processes import kill_when
@@ -149,9 +149,11 @@ def test_describe_reads_a_checkpoint_without_its_model(tmp_path):
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # train() ends on the best weights
     assert _without_seconds(d["history"]) == _without_seconds(result.history)
     assert d["best_score"] == pytest.approx(max(row["valid_NDCG@10"] for row in result.history))
+    assert validation_curve(ckpt) == [(row["epoch"], row["valid_NDCG@10"]) for row in result.history]
     ckpt.write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot read"):
         describe(ckpt)
+    assert validation_curve(ckpt) == [] and validation_curve(tmp_path / "none.pt") == []  # a plot goes on without it
 
 
 def test_train_command_killed_mid_run_resumes(tmp_path, ml100k_file):
