@@ -114,16 +114,16 @@ def save(path: Path, fp: str, state: TrainingProgress, model: torch.nn.Module, o
     tmp.replace(path)
 
 
-def load(path: Path, fp: str | set[str], model: torch.nn.Module, opt: torch.optim.Optimizer, batch_rng: np.random.Generator, accept=None) -> TrainingProgress | None:
+def load(path: Path, accepted: set[str], model: torch.nn.Module, opt: torch.optim.Optimizer, batch_rng: np.random.Generator, accept=None) -> TrainingProgress | None:
     """Restore ``model``, ``opt``, the random states and ``batch_rng`` from ``path``; None when there is none.
-    ``fp``: the run's fingerprint, or every fingerprint it accepts (:func:`accepted_fingerprints`).
+    ``accepted``: every fingerprint the run accepts (:func:`accepted_fingerprints`).
     ``accept(progress)`` may refuse the run (raise) before anything is restored, so a caller that catches the
     refusal starts from its own weights."""
     path = Path(path)
     if not path.exists():
         return None
     payload = _read(path, "; delete it to train from scratch")
-    if payload["fingerprint"] not in ({fp} if isinstance(fp, str) else fp):
+    if payload["fingerprint"] not in accepted:
         raise CheckpointError(
             f"{path} is the checkpoint of another run (another model, configuration, learning rate, data or training "
             f"setting); delete it, or point this run at another checkpoint path"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.batching import FeatureView
+from model.checkpoint import validation_curve
 from model.data.dataset import PreparedDataset
 from model.features import FeatureStats
 from model.registry import build, get, make_config
@@ -112,8 +113,6 @@ def search_curves(name: str, tuning: dict, fixed: dict, folder: Path) -> list[di
     """Validation NDCG@10 per epoch of every trial of a recorded search (``tuning``: the record
     ``benchmark`` keeps in ``OUT/tuning/NAME.json``), read from the trials' checkpoints in ``folder``;
     trials without one are left out."""
-    from model.checkpoint import validation_curve
-
     chosen = {k: v for k, v in tuning["chosen"].items() if k not in fixed}  # a trial's overrides never hold a fixed key
     curves = []
     for trial in tuning["trials"]:
