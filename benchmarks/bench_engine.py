@@ -9,6 +9,12 @@ recommendation and write each user's state back as bytes (the table is a dict he
 microseconds per event per stage (median over repeats, each a fresh table), the share of the worker's
 CPU budget they take, and the batch composition (events and users per batch).
 
+The garbage collector is handled as the worker handles it (``--gc frozen``, the default): one collection and
+``gc.freeze()`` once the model is loaded (``stream.app.run_faust_worker``), so the model's and the libraries'
+long-lived objects are not rescanned by every full collection. ``--gc default`` leaves them unfrozen, as this
+script did before 2026-12-07: with 1,000 users at a time that cost ~30 us per event (state decoding and event
+parsing allocate the objects that trigger collections), a cost the worker does not pay.
+
 ``difflsrec bench stream`` measures the whole worker against a pass-through Faust agent; the difference
 between the two per-event CPU costs is what these stages cost inside the worker (plus the table's
 changelog messages), so this is where to look when the worker falls short of the pass-through.
@@ -17,6 +23,7 @@ changelog messages), so this is where to look when the worker falls short of the
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -88,6 +95,7 @@ def main() -> None:
     parser.add_argument("--interleave", type=int, default=None, help="replay N users at a time, round-robin (default: global time order); see stream.bench.replay_events")
     parser.add_argument("--index-kind", default="flat", choices=("flat", "ivf", "hnsw"), help="the item index the engine searches (the worker's INDEX_KIND)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where the model runs (FAISS stays on the host with faiss-cpu)")
+    parser.add_argument("--gc", default="frozen", choices=("frozen", "default"), help="frozen: collect and gc.freeze() after loading, as the worker does; default: leave the collector as Python starts it")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # the worker's default (stream/settings.py: threads), for torch and faiss alike
@@ -96,8 +104,11 @@ def main() -> None:
     engine = Engine(bundle)
     events = replay_events(args.ratings, args.events, args.interleave)
     run(engine, events[:2_000], 256)  # warm-up: CUDA context, kernels, allocator; TorchScript's profiling runs
+    if args.gc == "frozen":  # as stream.app.run_faust_worker does before the worker starts
+        gc.collect()
+        gc.freeze()
     order = "time order" if args.interleave is None else f"{args.interleave} users at a time"
-    print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, {bundle.index.kind} index, 1 thread")
+    print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, {bundle.index.kind} index, 1 thread, gc {args.gc}")
     print(blas_report())
     for batch in (int(b) for b in args.batches.split(",")):
         runs = [run(engine, events, batch) for _ in range(args.repeat)]
