@@ -344,13 +344,28 @@ class _DeadlineWorker(faust.Worker):
         os._exit(EXIT_STOP_DEADLINE)
 
 
-def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, stop_timeout: float, log_repeat_window: float) -> None:
+def settle_heap(threshold: tuple[int, int, int] | None) -> None:
+    """Collect, freeze what is left, and set the collector's thresholds (None: Python's own).
+
+    torch, faiss and Faust leave a large heap of long-lived objects; frozen, the garbage collector stops
+    rescanning them on every full collection (unfrozen, collections cost as much as the model per batch).
+    The thresholds: with many users per batch, state decoding, messages and Faust's bookkeeping allocate
+    enough container objects that Python's own (700, 10, 10) collected ~40 us per event (gc0 + gc1 + gc2 in
+    ``difflsrec bench stream --interleave 1000``); (50000, 20, 100) brought that to ~5 us (stream/README.md)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    if threshold is not None:
+        gc.set_threshold(*threshold)
+
+
+def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, stop_timeout: float, log_repeat_window: float, gc_threshold: tuple[int, int, int] | None = None) -> None:
     """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
     ``profile``: write a cProfile of the whole run to this path; ``stop_timeout``: seconds a graceful stop
     may take before the process exits with :data:`EXIT_STOP_DEADLINE`; ``log_repeat_window``: seconds for
     which the Kafka client's repeated log records are held back and counted (0: every one is logged)."""
     import cProfile
-    import gc
 
     # aiokafka's module loggers exist already: stream.consumer imports it
     repeated = summarise_repeats(log_repeat_window)
@@ -359,10 +374,7 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, st
         async def report_repeated_log_records() -> None:  # a flood that stops is still accounted for
             repeated.flush()
 
-    # torch, faiss and Faust leave a large heap of long-lived objects; frozen, the garbage collector stops
-    # rescanning them on every full collection (unfrozen, collections cost as much as the model per batch)
-    gc.collect()
-    gc.freeze()
+    settle_heap(gc_threshold)
     worker = _DeadlineWorker(app, loglevel=loglevel, redirect_stdouts=False, stop_timeout=stop_timeout)
 
     @app.task

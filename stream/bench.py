@@ -162,11 +162,14 @@ def _run_settings(cfg: BenchConfig, bootstrap: str, workdir: Path, tag: str) -> 
 
 
 STAGE = 'difflsrec_stage_cpu_seconds_total{stage="'
+GC_PAUSE = 'difflsrec_gc_pause_seconds_sum{generation="'
 
 
 def _profile(before: dict[str, float], after: dict[str, float], events: int) -> tuple[dict[str, float], float | None]:
     """Microseconds per event in each stage between two /metrics readings, and the mean batch size."""
     stages = {k[len(STAGE) : -2]: 1e6 * (v - before.get(k, 0.0)) / max(1, events) for k, v in after.items() if k.startswith(STAGE)}
+    # wall time in garbage collections (the whole process: event loop and engine thread), as "gc0".."gc2"
+    stages |= {f"gc{k[len(GC_PAUSE) : -2]}": 1e6 * (v - before.get(k, 0.0)) / max(1, events) for k, v in after.items() if k.startswith(GC_PAUSE)}
     batches = after.get("difflsrec_batch_size_count", 0.0) - before.get("difflsrec_batch_size_count", 0.0)
     valid = after.get("difflsrec_batch_size_sum", 0.0) - before.get("difflsrec_batch_size_sum", 0.0)
     return stages, (valid / batches if batches else None)

@@ -67,7 +67,7 @@ def run_worker(settings, loglevel: str = "info", worker_class=None) -> None:
         require_reachable(settings.bootstrap_servers)  # ~3 s and one line without a broker (kafka-python: 34 s, 130 lines)
         partitions = ensure_topics(settings)
         stream_worker = (worker_class or StreamWorker)(settings, bundle, partitions)
-        run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)
+        run_faust_worker(stream_worker.app, settings.profile, loglevel, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window, gc_threshold=settings.gc_threshold)
 
 
 @contextmanager

@@ -44,7 +44,7 @@ def main() -> None:
     settings = WorkerSettings()
     use_event_loop(settings.event_loop)  # the worker's loop: the same framework ceiling
     app = create_passthrough_app(settings, ensure_topics(settings))
-    run_faust_worker(app, settings.profile, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window)  # as the worker does, GC freezing included
+    run_faust_worker(app, settings.profile, stop_timeout=settings.stop_timeout, log_repeat_window=settings.log_repeat_window, gc_threshold=settings.gc_threshold)  # as the worker does, GC freezing included
 
 
 if __name__ == "__main__":

@@ -42,3 +42,35 @@ def test_other_workers_reach_this_one_at_an_address_they_can_use():
     assert url(web_host="0.0.0.0", web_port=7000) == f"http://{socket.gethostname()}:7000"
     assert url(web_host="0.0.0.0", web_advertised_host="worker-1.internal") == "http://worker-1.internal:6066"
     assert _app_options(WorkerSettings(web_host="0.0.0.0"), 1)["web_bind"] == "0.0.0.0"  # still listens on every interface
+
+
+def test_settle_heap_freezes_the_heap_and_sets_the_thresholds():
+    """The worker and the pass-through both start this way (run_faust_worker); with Python's own thresholds
+    collections cost ~40 us per event with many users per batch (stream/README.md)."""
+    import gc
+
+    from stream.app import settle_heap
+
+    before = gc.get_threshold()
+    try:
+        garbage = [[]]
+        garbage[0].append(garbage)  # a cycle: only the collector frees it
+        del garbage
+        settle_heap((50_000, 20, 100))
+        assert gc.get_threshold() == (50_000, 20, 100)
+        assert gc.get_freeze_count() > 0  # what was alive is out of the collector's way
+        assert gc.get_count()[0] < 100  # the collection ran first
+        settle_heap(None)  # None keeps the thresholds as they are
+        assert gc.get_threshold() == (50_000, 20, 100)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_gc_threshold_setting(monkeypatch):
+    assert WorkerSettings().gc_threshold == (50_000, 20, 100)
+    monkeypatch.setenv("DIFFLSREC_GC_THRESHOLD", "[700, 10, 10]")  # Python's own
+    assert WorkerSettings().gc_threshold == (700, 10, 10)
+    monkeypatch.setenv("DIFFLSREC_GC_THRESHOLD", "[700, 10]")
+    with pytest.raises(ValueError):
+        WorkerSettings()

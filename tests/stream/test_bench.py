@@ -26,6 +26,18 @@ def test_summary_gives_medians_and_the_ratio_pair_by_pair():
     assert summary_lines(results[:2]) == ["load   max: worker 2400 / pass-through 3000 events/s = 80 %; CPU 400 / 300 us per event"]
 
 
+def test_profile_gives_each_stage_and_each_gc_generation_per_event():
+    from stream.bench import _profile
+
+    stage = 'difflsrec_stage_cpu_seconds_total{stage="fuse"}'
+    gc2 = 'difflsrec_gc_pause_seconds_sum{generation="2"}'
+    before = {stage: 1.0, gc2: 0.5, "difflsrec_batch_size_count": 10, "difflsrec_batch_size_sum": 1000}
+    after = {stage: 1.5, gc2: 0.6, 'difflsrec_gc_pause_seconds_count{generation="2"}': 7, "difflsrec_batch_size_count": 20, "difflsrec_batch_size_sum": 3000}
+    stages, mean_batch = _profile(before, after, 1000)
+    assert stages == pytest.approx({"fuse": 500.0, "gc2": 100.0})  # us per event; the pause count is not a time
+    assert mean_batch == 200
+
+
 def _decoded(events):
     return [json.loads(value) | {"key": key.decode()} for key, value in events]
 
