@@ -10,7 +10,7 @@ D=$(mktemp -d /tmp/gcab-kafka-XXXX)
 trap '.venv/bin/difflsrec kafka stop --data-dir "$D" >> "$OUT/kafka.txt" 2>&1; rm -rf "$D"' EXIT
 for r in $(seq 1 "$ROUNDS"); do
   for arm in default raised; do
-    if [ $arm = raised ]; then export DIFFLSREC_GC_THRESHOLD='[50000, 20, 100]'; else unset DIFFLSREC_GC_THRESHOLD; fi
+    if [ $arm = raised ]; then export DIFFLSREC_GC_THRESHOLD='[50000, 20, 100]'; else export DIFFLSREC_GC_THRESHOLD='[700, 10, 10]'; fi  # Python's own (the worker's default until 2026-12-07)
     .venv/bin/difflsrec bench stream --artifact runs/ml1m-1ep --bootstrap 127.0.0.1:39192 --loads ${LOADS:-max} --repeat 1 \
       --modes worker ${EXTRA---interleave 1000} --out "$OUT/$arm-$r.json" > "$OUT/$arm-$r.out.txt" 2>&1
     echo "$arm $r: $(grep -A1 "load " "$OUT/$arm-$r.out.txt" | tr -s ' ' | tr '\n' ' ')"
