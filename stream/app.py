@@ -88,7 +88,8 @@ class StreamWorker:
         self.dlq = self.app.topic(settings.dlq_topic, partitions=self.partitions, **raw)
         # keys: the user id's UTF-8 bytes, as in the source topic (bytes = Faust's raw codec, so the key
         # hashes to the same partition as the events; str would be JSON-quoted); values: stream/state.py
-        self.users = self.app.Table(USERS_TABLE, default=None, partitions=self.partitions, key_type=bytes, value_type=bytes)
+        # options reach the store (stream/table_store.py): RocksDB's write-ahead log only with STORE_WAL
+        self.users = self.app.Table(USERS_TABLE, default=None, partitions=self.partitions, key_type=bytes, value_type=bytes, options={"wal": settings.store_wal})
         self.executor = None
         if settings.engine_thread:
             self.executor = ThreadPoolExecutor(1, thread_name_prefix="engine")
@@ -107,7 +108,9 @@ class StreamWorker:
         register_views(self)
 
     def _create_app(self) -> faust.App:
-        return create_faust_app(self.settings, self.partitions, store="rocksdb://", topic_replication_factor=self.settings.replication_factor)
+        from stream.table_store import SCHEME  # registers the store with Faust
+
+        return create_faust_app(self.settings, self.partitions, store=f"{SCHEME}://", topic_replication_factor=self.settings.replication_factor)
 
     @property
     def bundle(self) -> ModelBundle:

@@ -93,6 +93,8 @@ class WorkerSettings(KafkaSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     web_advertised_host: str | None = Field(None, description="host the other workers reach this one's HTTP server at (default: web_host, or this machine's host name when web_host is a wildcard such as 0.0.0.0)")
     worker_data_dir: Path | None = Field(None, description="RocksDB tables of this worker (default: <home>/worker/<app_id>); one per worker process")
+    # the changelog topic is the table's source of truth; RocksDB's log made each state put ~5x dearer (stream/table_store.py)
+    store_wal: bool = Field(False, description="keep RocksDB's write-ahead log for the users table (off: a crashed worker replays more of the changelog on restart)")
     session_timeout: float = Field(30.0, gt=0, description="seconds before the group considers a silent worker dead")
     heartbeat_interval: float = Field(3.0, gt=0)
     rebalance_timeout: float = Field(60.0, gt=0)
