@@ -367,7 +367,8 @@ def run_faust_worker(app: faust.App, profile=None, loglevel: str = "info", *, st
     """Run ``app`` as a Faust worker until it stops (the worker and the benchmark's pass-through alike).
     ``profile``: write a cProfile of the whole run to this path; ``stop_timeout``: seconds a graceful stop
     may take before the process exits with :data:`EXIT_STOP_DEADLINE`; ``log_repeat_window``: seconds for
-    which the Kafka client's repeated log records are held back and counted (0: every one is logged)."""
+    which the Kafka client's repeated log records are held back and counted (0: every one is logged);
+    ``gc_threshold``: the garbage collector's thresholds once the heap is frozen (:func:`settle_heap`)."""
     import cProfile
 
     # aiokafka's module loggers exist already: stream.consumer imports it
