@@ -153,6 +153,11 @@ def validation_curve(path: Path, metric: str = "NDCG@10") -> list[tuple[int, flo
         history = describe(path)["history"] if Path(path).is_file() else []
     except CheckpointError:
         return []
+    return curve_of(history, metric)
+
+
+def curve_of(history: list[dict], metric: str = "NDCG@10") -> list[tuple[int, float]]:
+    """(epoch, validation ``metric``) of every epoch of a training history that has it."""
     return [(row["epoch"], row[f"valid_{metric}"]) for row in history if f"valid_{metric}" in row]
 
 

@@ -37,7 +37,7 @@ from difflsrec.progress import progress
 from model.batching import FeatureView
 from model.benchmark import KEY_METRICS, ModelRun, fit_features, paired_over_seeds, summarise
 from model.benchmark import train_and_test as _train_and_test
-from model.checkpoint import CheckpointError, describe
+from model.checkpoint import CheckpointError, curve_of, describe
 from model.data.dataset import PreparedDataset
 from model.data.prepare import tied_target_share, tied_targets_sentence
 from model.registry import get, make_config
@@ -216,7 +216,7 @@ def validation_curves(unique: dict[str, Run], done: dict, checkpoints: dict[str,
             history, best, finished = d["history"], d["best_epoch"], False
         else:
             continue
-        points = [(row["epoch"], row["valid_NDCG@10"]) for row in history if "valid_NDCG@10" in row]
+        points = curve_of(history)
         if points:
             curves.append({"config": r.label.rsplit(" seed ", 1)[0], "seed": r.seed, "points": points, "best_epoch": best, "finished": finished})
     return curves
