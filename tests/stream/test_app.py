@@ -74,3 +74,14 @@ def test_gc_threshold_setting(monkeypatch):
     monkeypatch.setenv("DIFFLSREC_GC_THRESHOLD", "[700, 10]")
     with pytest.raises(ValueError):
         WorkerSettings()
+
+
+def test_the_stateful_pass_through_writes_a_table_on_the_workers_store(tmp_path):
+    """PASSTHROUGH_TABLE=1 (the benchmark's Faust-with-a-table ceiling) uses the worker's store."""
+    from stream.passthrough import create_passthrough_app
+    from stream.table_store import Store
+
+    settings = WorkerSettings(bootstrap_servers="127.0.0.1:1", worker_data_dir=tmp_path)
+    assert not create_passthrough_app(settings, 2).tables
+    tables = create_passthrough_app(WorkerSettings(bootstrap_servers="127.0.0.1:1", worker_data_dir=tmp_path / "t"), 2, with_table=True).tables
+    assert [type(t.data) for t in tables.values()] == [Store]
