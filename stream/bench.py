@@ -161,6 +161,9 @@ def _run_settings(cfg: BenchConfig, bootstrap: str, workdir: Path, tag: str) -> 
     return settings_env(bootstrap, **settings)
 
 
+#: what ``--modes`` can measure, and how the summary names each
+MODES = {"passthrough": "pass-through", "table": "pass-through with a table", "worker": "worker"}
+
 STAGE = 'difflsrec_stage_cpu_seconds_total{stage="'
 GC_PAUSE = 'difflsrec_gc_pause_seconds_sum{generation="'
 
@@ -179,6 +182,8 @@ def _start(cfg: BenchConfig, mode: str, env: dict[str, str], workdir: Path) -> W
     from stream.kafka import find_free_port
 
     command = WORKER if mode == "worker" else PASSTHROUGH
+    if mode == "table":
+        env = {**env, "PASSTHROUGH_TABLE": "1"}  # stream/passthrough.py
     return WorkerProcess(env, find_free_port(), workdir / f"{env['DIFFLSREC_APP_ID']}.log", command).start(ready_timeout=180)
 
 
@@ -341,21 +346,24 @@ def _print(r: PhaseResult) -> None:
 
 
 def summary_lines(results: list[PhaseResult]) -> list[str]:
-    """Per load: the median events/s of each mode over its runs and their ratio; with several `max` runs also
-    the ratio pair by pair (the i-th run of each mode ran back to back), since one machine's speed drifts
-    between runs by more than most differences measured here."""
+    """Per load: the median events/s of each mode over its runs and their ratio to the pass-through's; with
+    several `max` runs also the ratio pair by pair (the i-th run of each mode ran back to back), since one
+    machine's speed drifts between runs by more than most differences measured here. The worker is also
+    compared with the pass-through that writes a table (mode ``table``) when both ran."""
     lines = []
     for load in dict.fromkeys(r.load for r in results):
-        rates = {mode: [r.events_per_s for r in results if r.load == load and r.mode == mode] for mode in ("passthrough", "worker")}
-        if rates["passthrough"] and rates["worker"]:
-            p, w = float(np.median(rates["passthrough"])), float(np.median(rates["worker"]))
-            cpu = {mode: float(np.median([r.cpu_us_per_event for r in results if r.load == load and r.mode == mode])) for mode in rates}
-            runs = f" (medians of {len(rates['worker'])} runs)" if len(rates["worker"]) > 1 else ""
+        rates = {mode: [r.events_per_s for r in results if r.load == load and r.mode == mode] for mode in MODES}
+        cpu = {mode: float(np.median([r.cpu_us_per_event for r in results if r.load == load and r.mode == mode])) for mode in MODES if rates[mode]}
+        for mode, base in (("worker", "passthrough"), ("table", "passthrough"), ("worker", "table")):
+            if not (rates[mode] and rates[base]):
+                continue
+            b, m = float(np.median(rates[base])), float(np.median(rates[mode]))
+            runs = f" (medians of {len(rates[mode])} runs)" if len(rates[mode]) > 1 else ""
             lines.append(
-                f"load {load:>5s}: worker {w:.0f} / pass-through {p:.0f} events/s = {100 * w / p:.0f} %; "
-                f"CPU {cpu['worker']:.0f} / {cpu['passthrough']:.0f} us per event{runs}"
+                f"load {load:>5s}: {MODES[mode]} {m:.0f} / {MODES[base]} {b:.0f} events/s = {100 * m / b:.0f} %; "
+                f"CPU {cpu[mode]:.0f} / {cpu[base]:.0f} us per event{runs}"
             )
-            pairs = [100 * wr / pr for wr, pr in zip(rates["worker"], rates["passthrough"])]
+            pairs = [100 * mr / br for mr, br in zip(rates[mode], rates[base])]
             if len(pairs) > 1:
                 lines.append(
                     f"           pair by pair: {', '.join(f'{x:.0f}' for x in pairs)} % "

@@ -285,7 +285,7 @@ def bench_stream(
     repeat: Annotated[int, typer.Option(help="'max' runs per mode, alternating (the machine's load drifts)")] = 3,
     profile_dir: Annotated[Optional[Path], typer.Option(help="cProfile each measured process into this directory (slower)")] = None,
     broker_warmup: Annotated[float, typer.Option(help="seconds of traffic through the broker before measuring (a fresh JVM is slow until its JIT has run)")] = 15.0,
-    modes: Annotated[str, typer.Option(help="what to measure, comma-separated: passthrough, worker")] = "passthrough,worker",
+    modes: Annotated[str, typer.Option(help="what to measure, comma-separated: passthrough, worker, table (the pass-through writing each user's last event of a batch into a table, as the worker writes its states: Faust's ceiling with a table)")] = "passthrough,worker",
     trace_dir: Annotated[Optional[Path], typer.Option(help="save each paced phase's per-event times here (<mode>-<load>.npz)")] = None,
     interleave: Annotated[Optional[int], typer.Option(min=1, help="replay N users at a time, round-robin, each user's events in time order (a micro-batch then holds ~N distinct users); default: global time order, ~4 users per batch of 256 on ML-1M")] = None,
     out: Annotated[Optional[Path], typer.Option(help="write the results as JSON here")] = None,
@@ -303,9 +303,11 @@ def bench_stream(
 
 def _modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = set(modes) - {"passthrough", "worker"}
+    from stream.bench import MODES
+
+    unknown = set(modes) - set(MODES)
     if unknown or not modes:
-        raise typer.BadParameter(f"modes are passthrough and/or worker, not {sorted(unknown) or text!r}", param_hint="--modes")
+        raise typer.BadParameter(f"modes are {', '.join(MODES)} (any of them), not {sorted(unknown) or text!r}", param_hint="--modes")
     return modes
 
 

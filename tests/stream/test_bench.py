@@ -24,6 +24,13 @@ def test_summary_gives_medians_and_the_ratio_pair_by_pair():
     assert head == "load   max: worker 2200 / pass-through 3000 events/s = 73 %; CPU 400 / 300 us per event (medians of 3 runs)"
     assert pairs.split(": ", 1)[1] == "80, 50, 110 % (median 80 %, range 50-110 %)"
     assert summary_lines(results[:2]) == ["load   max: worker 2400 / pass-through 3000 events/s = 80 %; CPU 400 / 300 us per event"]
+    # with the pass-through that writes a table: each mode against the plain pass-through, and the worker against it
+    with_table = results[:2] + [PhaseResult(mode="table", load="max", events=100, answered=100, seconds=1.0, events_per_s=2000, cpu_us_per_event=350)]
+    assert summary_lines(with_table) == [
+        "load   max: worker 2400 / pass-through 3000 events/s = 80 %; CPU 400 / 300 us per event",
+        "load   max: pass-through with a table 2000 / pass-through 3000 events/s = 67 %; CPU 350 / 300 us per event",
+        "load   max: worker 2400 / pass-through with a table 2000 events/s = 120 %; CPU 400 / 350 us per event",
+    ]
 
 
 def test_profile_gives_each_stage_and_each_gc_generation_per_event():
@@ -98,10 +105,10 @@ def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_arti
     out = tmp_path / "bench.json"
     cfg = BenchConfig(
         artifact=tiny_artifact_dir, ratings=ml100k_file, loads=["100", "max"], seconds=3, warmup=1, backlog=600, bootstrap=kafka_bootstrap, partitions=2,
-        trace_dir=tmp_path / "trace",
+        trace_dir=tmp_path / "trace", modes=("passthrough", "table", "worker"),
     )
     results = run_bench(cfg, out)
-    assert {(r.mode, r.load) for r in results} == {(m, load) for m in ("worker", "passthrough") for load in ("100", "max")}
+    assert {(r.mode, r.load) for r in results} == {(m, load) for m in ("worker", "passthrough", "table") for load in ("100", "max")}
     for r in results:
         assert r.answered == r.events, r  # every offered event came out
         assert r.events_per_s > 0
@@ -118,7 +125,7 @@ def test_bench_stream_measures_worker_and_passthrough(kafka_bootstrap, tiny_arti
     trace = np.load(tmp_path / "trace" / "worker-100.npz")
     assert len(trace["sent"]) == paced_worker.events == 300
     assert np.all(trace["sent"] <= trace["emitted"]) and np.all(trace["emitted"] <= trace["received"])
-    assert len(json.loads(out.read_text())["results"]) == 4
+    assert len(json.loads(out.read_text())["results"]) == 6
 
 
 @pytest.mark.kafka
