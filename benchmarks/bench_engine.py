@@ -9,9 +9,10 @@ recommendation and write each user's state back as bytes (the table is a dict he
 microseconds per event per stage (median over repeats, each a fresh table), the share of the worker's
 CPU budget they take, and the batch composition (events and users per batch).
 
-The garbage collector is handled as the worker handles it (``--gc frozen``, the default): one collection and
-``gc.freeze()`` once the model is loaded (``stream.app.run_faust_worker``), so the model's and the libraries'
-long-lived objects are not rescanned by every full collection. ``--gc default`` leaves them unfrozen, as this
+The garbage collector is handled as the worker handles it (``--gc frozen``, the default): one collection,
+``gc.freeze()`` and the worker's ``GC_THRESHOLD`` once the model is loaded (``stream.app.settle_heap``), so the
+model's and the libraries' long-lived objects are not rescanned by every full collection. ``--gc default`` leaves
+the collector as Python starts it, as this
 script did before 2026-12-07: with 1,000 users at a time that cost ~30 us per event (state decoding and event
 parsing allocate the objects that trigger collections), a cost the worker does not pay.
 
@@ -23,7 +24,6 @@ changelog messages), so this is where to look when the worker falls short of the
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import time
@@ -34,9 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from index.faiss_blas import blas_report, faiss  # noqa: E402
+from stream.app import settle_heap  # noqa: E402
 from stream.bench import replay_events  # noqa: E402
 from stream.engine import Engine, ModelBundle, SourcedEvent  # noqa: E402
 from stream.schemas import Limits, dump_recommendation, parse_event  # noqa: E402
+from stream.settings import WorkerSettings  # noqa: E402
 from stream.state import decode_state, encode_state  # noqa: E402
 
 STAGES = ("parse", "state_read", "reencode", "long_step", "fuse", "search", "messages", "publish", "state_write")
@@ -95,7 +97,7 @@ def main() -> None:
     parser.add_argument("--interleave", type=int, default=None, help="replay N users at a time, round-robin (default: global time order); see stream.bench.replay_events")
     parser.add_argument("--index-kind", default="flat", choices=("flat", "ivf", "hnsw"), help="the item index the engine searches (the worker's INDEX_KIND)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where the model runs (FAISS stays on the host with faiss-cpu)")
-    parser.add_argument("--gc", default="frozen", choices=("frozen", "default"), help="frozen: collect and gc.freeze() after loading, as the worker does; default: leave the collector as Python starts it")
+    parser.add_argument("--gc", default="frozen", choices=("frozen", "default"), help="frozen: collect, gc.freeze() and the worker's GC_THRESHOLD after loading, as the worker does; default: leave the collector as Python starts it")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # the worker's default (stream/settings.py: threads), for torch and faiss alike
@@ -105,8 +107,7 @@ def main() -> None:
     events = replay_events(args.ratings, args.events, args.interleave)
     run(engine, events[:2_000], 256)  # warm-up: CUDA context, kernels, allocator; TorchScript's profiling runs
     if args.gc == "frozen":  # as stream.app.run_faust_worker does before the worker starts
-        gc.collect()
-        gc.freeze()
+        settle_heap(WorkerSettings().gc_threshold)
     order = "time order" if args.interleave is None else f"{args.interleave} users at a time"
     print(f"{len(events)} events ({order}), model {bundle.version}, {bundle.model.config.inference_steps} inference steps, {bundle.device}, {bundle.index.kind} index, 1 thread, gc {args.gc}")
     print(blas_report())
