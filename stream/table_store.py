@@ -7,8 +7,9 @@ write-ahead log makes each put a file append, ~19 us for a 5 KB user state here 
 changelog message. Without the log, a process that dies loses what RocksDB had not flushed yet: the states and
 the offset both fall back to the same earlier point (a memtable flush keeps a prefix of the writes, and the
 offset is written only after the states it covers), so Faust replays the changelog from there on restart, as
-it does for a worker that has never seen the partition. A clean stop flushes (RocksDB flushes the memtables at
-close when the log is off). ``STORE_WAL=true`` keeps the log.
+it does for a worker that has never seen the partition. A clean stop flushes: RocksDB flushes the memtables when
+a database without the log is closed or dropped, and dropping is how Faust stops a store (it never closes one).
+``STORE_WAL=true`` keeps the log.
 
 Faust picks a store by URL scheme: :data:`SCHEME` is registered with Faust's store registry on import.
 """
