@@ -12,9 +12,9 @@ CPU budget they take, and the batch composition (events and users per batch).
 The garbage collector is handled as the worker handles it (``--gc frozen``, the default): one collection,
 ``gc.freeze()`` and the worker's ``GC_THRESHOLD`` once the model is loaded (``stream.app.settle_heap``), so the
 model's and the libraries' long-lived objects are not rescanned by every full collection. ``--gc default`` leaves
-the collector as Python starts it, as this
-script did before 2026-12-07: with 1,000 users at a time that cost ~30 us per event (state decoding and event
-parsing allocate the objects that trigger collections), a cost the worker does not pay.
+the collector as Python starts it, as this script did before 2026-12-07: with 1,000 users at a time that cost
+~30 us per event (state decoding and event parsing allocate the objects that trigger collections), a cost the
+worker does not pay.
 
 ``difflsrec bench stream`` measures the whole worker against a pass-through Faust agent; the difference
 between the two per-event CPU costs is what these stages cost inside the worker (plus the table's

@@ -48,6 +48,7 @@ from stream.recovery import OrderedRecoveryTableManager
 from stream.schemas import DeadLetter, Reason, dump_recommendation, parse_event
 from stream.settings import WorkerSettings
 from stream.state import StateFormatError, UserState, decode_state, encode_state
+from stream.table_store import STORE_URL, bytes_table  # importing it registers the store with Faust
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ class StreamWorker:
         self.dlq = self.app.topic(settings.dlq_topic, partitions=self.partitions, **raw)
         # keys: the user id's UTF-8 bytes, as in the source topic (bytes = Faust's raw codec, so the key
         # hashes to the same partition as the events; str would be JSON-quoted); values: stream/state.py
-        # options reach the store (stream/table_store.py): RocksDB's write-ahead log only with STORE_WAL
-        self.users = self.app.Table(USERS_TABLE, default=None, partitions=self.partitions, key_type=bytes, value_type=bytes, options={"wal": settings.store_wal})
+        self.users = bytes_table(self.app, USERS_TABLE, self.partitions, wal=settings.store_wal)  # RocksDB's write-ahead log only with STORE_WAL
         self.executor = None
         if settings.engine_thread:
             self.executor = ThreadPoolExecutor(1, thread_name_prefix="engine")
@@ -108,9 +108,7 @@ class StreamWorker:
         register_views(self)
 
     def _create_app(self) -> faust.App:
-        from stream.table_store import SCHEME  # registers the store with Faust
-
-        return create_faust_app(self.settings, self.partitions, store=f"{SCHEME}://", topic_replication_factor=self.settings.replication_factor)
+        return create_faust_app(self.settings, self.partitions, store=STORE_URL, topic_replication_factor=self.settings.replication_factor)
 
     @property
     def bundle(self) -> ModelBundle:

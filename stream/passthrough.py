@@ -26,10 +26,10 @@ from stream.web import readiness
 def create_passthrough_app(settings: WorkerSettings, partitions: int, with_table: bool = False) -> faust.App:
     s = settings
     if with_table:
-        from stream.table_store import SCHEME
+        from stream.table_store import STORE_URL, bytes_table
 
-        app = create_faust_app(s, partitions, store=f"{SCHEME}://")  # the worker's store
-        table = app.Table("last-events", default=None, partitions=partitions, key_type=bytes, value_type=bytes, options={"wal": s.store_wal})
+        app = create_faust_app(s, partitions, store=STORE_URL)  # the worker's store and table
+        table = bytes_table(app, "last-events", partitions, wal=s.store_wal)
     else:
         app = create_faust_app(s, partitions)  # the worker's consumer, producer and delivery guarantee (and cost)
         table = None

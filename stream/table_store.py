@@ -11,15 +11,19 @@ it does for a worker that has never seen the partition. A clean stop flushes: Ro
 a database without the log is closed or dropped, and dropping is how Faust stops a store (it never closes one).
 ``STORE_WAL=true`` keeps the log.
 
-Faust picks a store by URL scheme: :data:`SCHEME` is registered with Faust's store registry on import.
+Faust picks a store by URL scheme: :data:`SCHEME` is registered with Faust's store registry on import. An app
+built with ``store=STORE_URL`` and a table made by :func:`bytes_table` is what the worker's users table is; the
+benchmark's stateful pass-through uses the same two, so that it measures that table and no other.
 """
 
 from __future__ import annotations
 
+import faust
 import faust.stores
 from faust.stores import rocksdb
 
 SCHEME = "difflsrec-rocksdb"
+STORE_URL = f"{SCHEME}://"
 
 
 class Store(rocksdb.Store):
@@ -38,6 +42,13 @@ class Store(rocksdb.Store):
             write.disable_wal = True
             db.set_write_options(write)
         return db
+
+
+def bytes_table(app: faust.App, name: str, partitions: int, wal: bool):
+    """A table of raw bytes keyed by raw bytes on ``app``'s store (the app built with ``store=STORE_URL``);
+    ``wal``: keep RocksDB's write-ahead log (the ``STORE_WAL`` setting)."""
+    # the table's options reach its store: Store.__init__ takes "wal"
+    return app.Table(name, default=None, partitions=partitions, key_type=bytes, value_type=bytes, options={"wal": wal})
 
 
 faust.stores.STORES.aliases[SCHEME] = f"{__name__}:Store"
