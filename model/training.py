@@ -168,6 +168,36 @@ def refuse_past_stop(state: TrainingProgress, cfg: TrainConfig, checkpoint: Path
         )
 
 
+def recorded_result(model: Recommender, data: PreparedDataset, cfg: TrainConfig, checkpoint: Path) -> TrainResult | None:
+    """What :func:`train` with ``cfg`` would return, read from the history of a checkpoint of the same run that
+    went on past where ``cfg`` stops it; None when there is no such checkpoint (``train`` then continues it,
+    starts afresh, or refuses a foreign one). A successive-halving search resumed after an interruption in a
+    later rung asks again for each earlier rung's result: this answers without training and without touching
+    the checkpoint (``train`` would refuse it as past its stop). ``model`` is left as it was given, and the
+    seconds are the epochs' own (validation excluded)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        return None
+    try:
+        info = checkpoints.describe(checkpoint)
+    except checkpoints.CheckpointError:
+        return None
+    lr = cfg.lr if cfg.lr is not None else model.default_lr
+    if info["fingerprint"] not in checkpoints.accepted_fingerprints(model, data.hash, cfg, lr):
+        return None
+    stop = stop_epoch(info["history"], cfg)
+    if stop is None or stop >= info["epoch"]:
+        return None
+    rows = [row for row in info["history"] if row["epoch"] <= stop]
+    best = None
+    for row in rows:  # the trainer's rule: only a strictly better epoch replaces the best
+        if best is None or row[f"valid_{cfg.valid_metric}"] > best[f"valid_{cfg.valid_metric}"]:
+            best = row
+    valid = {k.removeprefix("valid_"): v for k, v in best.items() if k.startswith("valid_")}
+    seconds = [float(row.get("seconds", 0.0)) for row in rows]
+    return TrainResult(best["epoch"], valid, len(rows), sum(seconds), seconds, rows, lr)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -32,7 +32,7 @@ from model.checkpoint import validation_curve
 from model.data.dataset import PreparedDataset
 from model.features import FeatureStats
 from model.registry import build, get, make_config
-from model.training import TrainConfig, seed_everything, train, train_discarding_foreign
+from model.training import TrainConfig, recorded_result, seed_everything, train, train_discarding_foreign
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,12 @@ def _trial(name, data, stats, features, fixed: dict, overrides: dict, budget: Tr
     model = build(name, data.sequences.n_items, stats, {**fixed, **overrides})
     if checkpoint is None:
         r = train(model, data, stats, budget, features)
-    else:  # another search's state under this name (other training settings) is discarded
-        r = train_discarding_foreign(model, data, stats, budget, features, checkpoint)
+    else:
+        # a search resumed after an interruption in a later rung: this rung's result is in the trial's history
+        # (training would refuse the checkpoint as past this rung's stop, and discard it with the later rungs)
+        r = recorded_result(model, data, budget, checkpoint)
+        if r is None:  # another search's state under this name (other training settings) is discarded
+            r = train_discarding_foreign(model, data, stats, budget, features, checkpoint)
     return Trial(overrides, r.best_valid, r.best_epoch, r.train_seconds, r.epochs_run, rung)
 
 

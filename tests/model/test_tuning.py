@@ -13,8 +13,8 @@ from model.batching import FeatureView
 from model.benchmark import run_benchmark
 from model.evaluation import evaluate
 from model.registry import available, get
-from model.training import TrainConfig, seed_everything, train
-from model.tuning import candidates, search_curves, tune
+from model.training import TrainConfig, recorded_result, seed_everything, train
+from model.tuning import candidates, search_curves, trial_checkpoint, tune
 from tests.model.toy import toy_dataset, toy_stats
 
 
@@ -127,11 +127,68 @@ def test_successive_halving_continues_the_better_half_and_picks_from_the_last_ru
     fresh = train(registry.build("gru4rec", data.sequences.n_items, stats, {**fixed, **survivor.overrides}), data, stats, dataclasses.replace(cfg, epochs=4), features)
     assert fresh.best_valid == pytest.approx(survivor.valid) and fresh.best_epoch == survivor.best_epoch
 
-    # run again on the same folder (an interrupted search resumed): the kept states give the same search
+    # run again on the same folder: the kept states give the same search, and nothing is trained again (the
+    # first rungs' results come from the trials' histories; their checkpoints are neither retrained nor rewritten)
+    written = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.glob("gru4rec-*.pt")}
     again_best, again = tune("gru4rec", data, stats, features, trials=5, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=tmp_path)
-    assert again_best == best and [(t.valid, t.epochs) for t in again] == [(t.valid, t.epochs) for t in trials]
+    assert again_best == best and [(t.valid, t.epochs, t.best_epoch) for t in again] == [(t.valid, t.epochs, t.best_epoch) for t in trials]
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in tmp_path.glob("gru4rec-*.pt")} == written
     with pytest.raises(ValueError, match="rungs"):
         tune("gru4rec", data, stats, features, trials=2, train_cfg=cfg, fixed=fixed, rungs=0)
+
+
+def test_a_search_interrupted_in_a_later_rung_resumes_without_retraining_its_earlier_rungs(tmp_path):
+    """A halving search stopped while its last rung was under way (one survivor already at 4 epochs, the other
+    at 2), run again: the rung-1 result of the survivor that went on is read from its history (training would
+    refuse its checkpoint as past the 2-epoch stop and start it over), so its file is left as it was, and the
+    search ends as an uninterrupted one."""
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    stats = toy_stats(data)
+    features = FeatureView.build(data, stats)
+    cfg = TrainConfig(epochs=1, patience=10, progress=False)
+    fixed = {"d": 8}
+    whole_best, whole = tune("gru4rec", data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=tmp_path / "whole")
+
+    folder = tmp_path / "interrupted"
+    tune("gru4rec", data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=2, checkpoints=folder)  # rungs 0 and 1 done
+    ahead = next(t for t in whole if t.rung == 2)  # one survivor went on to its 4 epochs before the stop
+    seed_everything(0)
+    model = registry.build("gru4rec", data.sequences.n_items, stats, {**fixed, **ahead.overrides})
+    path = trial_checkpoint(folder, "gru4rec", fixed, ahead.overrides)
+    train(model, data, stats, dataclasses.replace(cfg, epochs=4), features, checkpoint=path)
+    kept = (path.stat().st_mtime_ns, path.read_bytes())
+
+    best, trials = tune("gru4rec", data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=folder)
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == kept
+    assert best == whole_best
+    assert [(t.overrides, t.rung, t.epochs, t.best_epoch) for t in trials] == [(t.overrides, t.rung, t.epochs, t.best_epoch) for t in whole]
+    for t, w in zip(trials, whole):
+        assert t.valid == pytest.approx(w.valid)
+
+
+def test_recorded_result_is_what_training_to_that_budget_returns(tmp_path):
+    """A 4-epoch run's checkpoint answers for budgets of 1-3 epochs exactly as runs of that length would (best
+    epoch, its validation metrics, epochs run); for its own length and beyond, or another run's settings, it
+    does not answer (training continues or refuses)."""
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    stats = toy_stats(data)
+    features = FeatureView.build(data, stats)
+    cfg = TrainConfig(epochs=4, patience=10, progress=False)
+    path = tmp_path / "run.pt"
+    seed_everything(0)
+    train(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 8}), data, stats, cfg, features, checkpoint=path)
+    model = registry.build("gru4rec", data.sequences.n_items, stats, {"d": 8})
+    for epochs in (1, 2, 3):
+        seed_everything(0)
+        short = train(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 8}), data, stats, dataclasses.replace(cfg, epochs=epochs), features)
+        recorded = recorded_result(model, data, dataclasses.replace(cfg, epochs=epochs), path)
+        assert (recorded.best_epoch, recorded.epochs_run) == (short.best_epoch, short.epochs_run)
+        assert recorded.best_valid == pytest.approx(short.best_valid)
+    assert recorded_result(model, data, cfg, path) is None
+    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=8), path) is None
+    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=2, lr=0.5), path) is None  # another run
+    assert recorded_result(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 4}), data, dataclasses.replace(cfg, epochs=2), path) is None
+    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=2), tmp_path / "none.pt") is None
 
 
 def test_benchmark_records_the_rungs_and_keeps_the_trials_states(tmp_path):
