@@ -22,6 +22,9 @@ from model.data.dataset import PreparedDataset
 log = logging.getLogger(__name__)
 
 METRICS = ("HR", "NDCG", "MRR", "Precision")
+# the rank of a target that cannot be ranked (excluded as seen): beyond any K, so never a hit even when K is
+# larger than the catalogue (a rank of n_items was a hit for K > n_items)
+UNRANKED = 2**62
 
 
 def rank_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -38,7 +41,7 @@ def rank_metrics(ranks: np.ndarray, k: int) -> dict[str, np.ndarray]:
 
 def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndarray] | None) -> torch.Tensor:
     """scores (B, n_items + 1) with column 0 = padding; targets (B,) dense ids; seen: per-row item ids to
-    exclude. Returns 0-based ranks (B,); a target excluded as seen gets rank n_items (never a hit)."""
+    exclude. Returns 0-based ranks (B,); a target excluded as seen gets rank :data:`UNRANKED` (never a hit)."""
     scores = scores.float().clone()
     scores[:, 0] = float("-inf")
     if seen is not None:
@@ -47,7 +50,7 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndar
         scores[torch.as_tensor(rows), torch.as_tensor(cols, dtype=torch.long)] = float("-inf")
     target_scores = scores.gather(1, targets.view(-1, 1))
     ranks = (scores >= target_scores).sum(1) - 1
-    return torch.where(torch.isfinite(target_scores.squeeze(1)), ranks, torch.full_like(ranks, scores.shape[1] - 1))
+    return torch.where(torch.isfinite(target_scores.squeeze(1)), ranks, torch.full_like(ranks, UNRANKED))
 
 
 def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.ndarray], n_negatives: int, rng: np.random.Generator) -> torch.Tensor:

@@ -32,6 +32,8 @@ def test_target_ranks_full_catalogue_with_seen_filtering():
     assert ranks.tolist()[:2] == [2, 0]
     assert ranks[2] >= 6
     assert target_ranks(scores, targets, None).tolist() == [2, 2, 0]  # padding column never counts
+    # K larger than the catalogue: every ranked target is a hit, the excluded one still is not
+    assert rank_metrics(ranks.numpy(), 10)["HR@10"].tolist() == [1.0, 1.0, 0.0]
 
 
 def test_ties_count_against_the_model():
