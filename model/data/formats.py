@@ -554,16 +554,24 @@ def iter_records(path: Path, fmt: str, options: ReadOptions, report: ReadReport)
 def time_unit(fmt: str, options: ReadOptions, raw_times: np.ndarray, path: object = None) -> str:
     """'s' or 'ms': forced by the options, else the format's convention checked against the magnitude.
 
-    Seconds formats are seconds; a milliseconds format whose times look like seconds (median below
-    :data:`MS_THRESHOLD`, i.e. before 1973 as ms) is read as seconds, with a warning; csv is guessed.
+    A milliseconds format whose times look like seconds (median below :data:`MS_THRESHOLD`, i.e. before 1973
+    as ms) is read as seconds, and a seconds format whose times look like milliseconds (median from
+    :data:`MS_THRESHOLD` on, after the year 5000 as seconds: an Amazon 2023 ratings CSV saved without its header
+    is detected as the headerless 2014/2018 one) as milliseconds, each with a warning; csv is guessed.
     """
     if options.time_unit != "auto":
         return options.time_unit
-    if fmt in SECONDS_FORMATS:
-        return "s"
     if len(raw_times) == 0:
         return "ms" if fmt in MS_FORMATS else "s"
     looks_ms = bool(np.median(np.abs(raw_times)) >= MS_THRESHOLD)
+    if fmt in SECONDS_FORMATS:
+        if looks_ms:
+            log.warning(
+                "%s: timestamps look like milliseconds, not the %s format's seconds; read as milliseconds; "
+                "pass time_unit= (--time-unit) to force",
+                path or "input", fmt,
+            )
+        return "ms" if looks_ms else "s"
     if fmt in MS_FORMATS and not looks_ms:
         log.warning(
             "%s: timestamps look like seconds, not the %s format's milliseconds; read as seconds; "

@@ -43,7 +43,9 @@ PREPARE_VERSION = 1  # bump when the output of a step changes, to invalidate old
 # strips a BOM and counts non-UTF-8 lines as malformed: files the old reader got wrong prepare differently,
 # every other file (ML-1M, ml-100k, Ciao: checked array by array) to the same arrays. So an older cache file is
 # rebuilt rather than the dataset's identity (PREPARE_VERSION, in every run and artifact hash) changed.
-READER_VERSION = 2
+# Version 3 (2026-12-07) reads a seconds format whose times look like milliseconds as milliseconds (an Amazon
+# 2023 ratings CSV without its header), the same kind of change.
+READER_VERSION = 3
 LOO_MIN_LENGTH = 3  # one training item, one validation target, one test target
 
 
@@ -120,6 +122,10 @@ def resolved_options(options: PrepareOptions, formats: list[str]) -> dict:
 def cache_key(paths: list[Path], formats: list[str], options: PrepareOptions) -> str:
     digest = hashlib.sha256()
     payload = {"version": PREPARE_VERSION, "options": resolved_options(options, formats)}
+    if options.split == "loo" and 0 < options.kcore < LOO_MIN_LENGTH:
+        # these preparations changed on 2026-12-07 (the k-core is kept after dropping users too short for
+        # leave-one-out); every other one is as before, so only their hash moves, not PREPARE_VERSION's
+        payload["loo_kcore"] = 2
     digest.update(json.dumps(payload, sort_keys=True).encode())
     for path in paths:
         digest.update(file_sha256(path).encode())
@@ -193,7 +199,10 @@ def build(paths: list[Path], formats: list[str], options: PrepareOptions) -> Pre
         short = int(np.count_nonzero((counts > 0) & (counts < LOO_MIN_LENGTH)))
         if short:
             log.warning("leave-one-out: dropping %d users with fewer than %d interactions", short, LOO_MIN_LENGTH)
-            table = table.take(np.flatnonzero(counts[table.users] >= LOO_MIN_LENGTH))
+            if options.kcore:  # (only k < 3 gets here) dropping users can take items below k: keep it a k-core
+                table = table.take(kcore_index(table.users, table.items, options.kcore, user_min=LOO_MIN_LENGTH))
+            else:
+                table = table.take(np.flatnonzero(counts[table.users] >= LOO_MIN_LENGTH))
             record("loo_min_length")
     if len(table.users) == 0:
         raise ValueError(f"no interactions left after preprocessing {[str(p) for p in paths]}: steps {steps}")
@@ -244,16 +253,18 @@ def dedup_index(users: np.ndarray, items: np.ndarray, times: np.ndarray) -> np.n
     return np.sort(order[~repeat])
 
 
-def kcore_index(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the rows in the k-core: every kept user and item has >= k kept rows.
+def kcore_index(users: np.ndarray, items: np.ndarray, k: int, user_min: int = 0) -> np.ndarray:
+    """Indices of the rows in the k-core: every kept user and item has >= k kept rows (users at least
+    ``user_min`` too).
 
     Removing a sparse item can push a user below k and vice versa, so repeat until nothing changes.
     """
     index = np.arange(len(users))
     rounds = 0
+    per_user = max(k, user_min)
     while True:
         u, i = users[index], items[index]
-        keep = (np.bincount(u)[u] >= k) & (np.bincount(i)[i] >= k)
+        keep = (np.bincount(u)[u] >= per_user) & (np.bincount(i)[i] >= k)
         rounds += 1
         if keep.all():
             log.debug("%d-core stable after %d rounds", k, rounds)

@@ -81,6 +81,20 @@ def test_prepare_kcore_result_is_a_kcore(tmp_path):
     assert [s["step"] for s in ds.meta["steps"]] == ["read", "dedup", "kcore_2"]
 
 
+def test_leave_one_out_keeps_the_k_core_after_dropping_short_users(tmp_path):
+    """k = 2 with leave-one-out: u1 (2 items) is too short for a split; dropping it left i10 and i11 with one
+    interaction each in a dataset recorded as a 2-core. Now the k-core is taken again with users of >= 3."""
+    rows = [("u1", "i10", 1), ("u1", "i11", 2)]
+    rows += [("u2", "i10", 3), ("u2", "i11", 4), ("u2", "i12", 5)]
+    rows += [("u3", "i12", 6), ("u3", "i13", 7), ("u3", "i14", 8)]
+    rows += [("u4", "i13", 9), ("u4", "i14", 10), ("u4", "i12", 11)]
+    ds = run(tmp_path, rows, kcore=2)
+    seq = ds.sequences
+    assert set(seq.user_ids.tolist()) == {"u3", "u4"} and set(seq.item_ids[1:].tolist()) == {"i12", "i13", "i14"}
+    assert seq.lengths().min() >= 3 and np.bincount(seq.items)[1:].min() >= 2
+    assert [s["step"] for s in ds.meta["steps"]] == ["read", "dedup", "kcore_2", "loo_min_length"]
+
+
 # ---- ordering and ids -----------------------------------------------------------------------------
 def test_chronological_order_with_stable_tie_break(tmp_path):
     # b, a, z share a timestamp: u's file order must decide (b before a), not the item id nor the item's
@@ -350,7 +364,8 @@ def test_a_subset_that_the_second_kcore_shrinks_much_is_warned_about(tmp_path, c
     rows = []
     for u in range(40):
         rows += [(f"u{u}", f"s{u}", 3 * u), (f"u{u}", f"s{u + 1}", 3 * u + 1), (f"u{u}", "c", 3 * u + 2)]
-    ds = run(tmp_path, rows, kcore=2, users=20, seed=1)
+    # (a timeline split: leave-one-out would then also need users of 3 interactions, and no 2-core of such is left)
+    ds = run(tmp_path, rows, kcore=2, users=20, seed=1, split="timeline")
     steps = {s["step"]: s["users"] for s in ds.meta["steps"]}
     assert steps["subset_20_seed_1"] == 20
     kept = steps["kcore_2_after_subset"]

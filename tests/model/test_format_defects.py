@@ -169,6 +169,17 @@ def test_amazon2023_jsonl_in_seconds_is_read_as_seconds(tmp_path, caplog):
     assert times == [S, S + 1] and report.time_unit == "s" and "look like seconds" in caplog.text
 
 
+def test_headerless_amazon2023_ratings_in_milliseconds_are_read_as_milliseconds(tmp_path, caplog):
+    """An Amazon 2023 ratings CSV saved without its header looks like the headerless 2014/2018 ratings CSV
+    (seconds): its millisecond times were read as seconds (year ~52,000) without a word."""
+    path = write_lines(tmp_path / "noheader.csv", [f"U,P2,5.0,{MS + 60_000}", f"U,P1,5.0,{MS}"])
+    with caplog.at_level(logging.WARNING):
+        _, _, times, report = read(path)
+    assert times == [MS // 1000 + 60, MS // 1000] and report.time_unit == "ms"
+    assert "noheader.csv: timestamps look like milliseconds, not the amazon-ratings format's seconds" in caplog.text
+    assert read(path, time_unit="s")[2] == [MS + 60_000, MS]  # an explicit unit still wins
+
+
 # ---- 6. column overrides apply to every format with named fields, and are refused by the others -------
 def test_item_col_on_amazon2023_jsonl_reads_that_key(tmp_path):
     path = write_lines(tmp_path / "r.jsonl", [amazon2023_line("U1", "P1", MS, asin="A1"), amazon2023_line("U2", "P1", MS, asin="A2")])
