@@ -22,6 +22,8 @@ from stream.engine import ModelBundle, resolve_artifact
 
 log = logging.getLogger(__name__)
 
+MAX_RETRY_DELAY = 600.0  # seconds: the longest wait before loading a LATEST version that failed again
+
 
 class ModelSwapper:
     def __init__(self, worker, device):
@@ -32,8 +34,11 @@ class ModelSwapper:
         self.lock = asyncio.Lock()
         self.swaps: list[dict] = []  # version, load seconds, swap time (for logs and tests)
         # a *change* of LATEST triggers a swap (not a mere difference from the served version: an announced
-        # version that is not LATEST yet must not be swapped back by the next poll)
-        self.last_latest = self._latest_name()
+        # version that is not LATEST yet must not be swapped back by the next poll). It starts at the version
+        # served, not at LATEST read again now: one published while the model loaded would otherwise count as
+        # seen, and no poll would ever swap to it.
+        self.last_latest = self._served_name()
+        self.failed: dict[str, tuple[int, float]] = {}  # LATEST name -> (failed loads, monotonic time of the next try)
 
     @property
     def registry_root(self) -> Path | None:
@@ -41,21 +46,19 @@ class ModelSwapper:
         root = Path(self.settings.artifact or self.settings.registry_dir).expanduser()
         return None if (root / "manifest.json").is_file() else root
 
-    def _latest_name(self) -> str | None:
-        root = self.registry_root
-        if root is None:
+    def _served_name(self) -> str | None:
+        """The registry's name of the version being served (its directory under ``versions/``)."""
+        if self.registry_root is None:
             return None
-        try:
-            return resolve_artifact(root).name
-        except Exception:
-            return None
+        return Path(self.worker.engine.bundle.artifact.path).name
 
-    async def consider(self, path: Path, announced_version: str | None = None, trigger: str = "announcement") -> bool:
-        """Swap to the artifact at ``path`` unless it is already served. Returns whether a swap happened."""
+    async def consider(self, path: Path, announced_version: str | None = None, trigger: str = "announcement") -> str:
+        """Swap to the artifact at ``path`` unless it is already served. Returns ``"swapped"``, ``"served"`` (it
+        already was) or ``"failed"`` (it could not be loaded: the old version keeps serving)."""
         async with self.lock:  # one load at a time; a burst of announcements collapses into one swap
             current = self.worker.engine.bundle.version
             if announced_version is not None and announced_version == current:
-                return False
+                return "served"
             try:
                 resolved = resolve_artifact(path)
                 started = time.perf_counter()
@@ -63,16 +66,16 @@ class ModelSwapper:
             except Exception:
                 log.exception("could not load the model at %s; still serving %s", path, current)
                 self.worker.metrics.swap_failures.inc()
-                return False
+                return "failed"
             if bundle.version == self.worker.engine.bundle.version:
-                return False
+                return "served"
             loaded = time.perf_counter() - started
             self.worker.engine.bundle = bundle  # the next batch is served by it; a running batch keeps the old one
             self.worker.metrics.set_model_version(bundle.version)
             self.worker.metrics.swaps.labels(trigger).inc()
             self.swaps.append({"from": current, "to": bundle.version, "trigger": trigger, "load_seconds": loaded, "at": time.time()})
             log.info("hot swap %s -> %s on %s (%d items; loaded off the event path in %.2fs)", current, bundle.version, trigger, len(bundle.index), loaded)
-            return True
+            return "swapped"
 
     def _load(self, path: Path) -> ModelBundle:
         return ModelBundle.load(path, self.device, self.settings.inference_steps, self.settings.index_kind)
@@ -86,9 +89,20 @@ class ModelSwapper:
         except Exception as error:  # a half-configured registry must not stop serving
             log.warning("registry %s: %s", root, error)
             return
-        if live.name != self.last_latest:
-            self.last_latest = live.name
-            await self.consider(live, live.name, trigger="registry")
+        if live.name == self.last_latest:
+            return
+        failures, next_try = self.failed.get(live.name, (0, 0.0))
+        if time.monotonic() < next_try:
+            return
+        if await self.consider(live, live.name, trigger="registry") == "failed":
+            # tried again later (a transient error must not leave the worker on the old version until LATEST
+            # moves again), less and less often: a broken version is not reloaded at every poll
+            delay = min(MAX_RETRY_DELAY, self.settings.model_poll_interval * 2**failures)
+            self.failed[live.name] = (failures + 1, time.monotonic() + delay)
+            log.warning("LATEST %s could not be loaded (%d times); trying again in %.0fs", live.name, failures + 1, delay)
+            return
+        self.failed.pop(live.name, None)
+        self.last_latest = live.name
 
     async def follow_announcements(self) -> None:
         """Read ``model-updates`` from its end, without a consumer group (every worker sees every message),
