@@ -170,6 +170,11 @@ class TrainBatches:
         return len(self._batches())
 
 
+def eval_order(examples: np.ndarray) -> np.ndarray:
+    """The order :func:`eval_batches` visits ``examples`` in: by history length, so padding stays small."""
+    return np.argsort(examples[:, 1], kind="stable")
+
+
 def eval_batches(
     data: PreparedDataset,
     features: FeatureView,
@@ -177,10 +182,10 @@ def eval_batches(
     batch_size: int = 256,
     max_len: int | None = None,
 ) -> Iterator[tuple[SeqBatch, np.ndarray, list[np.ndarray]]]:
-    """Yield (batch of histories, target item per row, full history per row for seen-item filtering)."""
+    """Yield (batch of histories, target item per row, full history per row for seen-item filtering), the
+    examples in the order of :func:`eval_order`."""
     seq = data.sequences
-    # sort by history length so padding stays small; callers get rows back in this order with users
-    order = np.argsort(examples[:, 1], kind="stable")
+    order = eval_order(examples)
     for s in range(0, len(order), batch_size):
         rows, users, targets, seen = [], [], [], []
         for j in order[s : s + batch_size]:

@@ -80,13 +80,15 @@ def train_and_test(name: str, data: PreparedDataset, stats: FeatureStats, featur
 
 
 def summarise(runs: list[ModelRun]) -> dict:
-    """Mean, std over seeds, bootstrap CI (pooled over seeds' per-user values) and per-seed details."""
+    """Mean, std over seeds, bootstrap CI over users (each user's values averaged over the seeds first) and
+    per-seed details."""
     means = [r.test.mean() for r in runs]
     keys = list(means[0])
     out: dict = {k: float(np.mean([m[k] for m in means])) for k in keys}
     out["std"] = {k: float(np.std([m[k] for m in means], ddof=1)) if len(runs) > 1 else 0.0 for k in keys}
-    pooled = EvalResult(users=np.concatenate([r.test.users for r in runs]), ranks=np.concatenate([r.test.ranks for r in runs]), per_example={k: np.concatenate([r.test.per_example[k] for r in runs]) for k in keys})
-    out["ci95"] = {k: list(v) for k, v in pooled.bootstrap_ci().items()}
+    # resampling users, not (user, seed) pairs: a user's seeds are not independent examples, and pooling them
+    # made the interval ~sqrt(seeds) too narrow (as the paired tests, which average per user the same way)
+    out["ci95"] = {k: list(v) for k, v in seed_averaged([r.test for r in runs]).bootstrap_ci().items()}
     out["train_seconds"] = float(np.mean([r.train_seconds for r in runs]))
     out["epochs"] = float(np.mean([r.epochs for r in runs]))
     out["best_epoch"] = float(np.mean([r.best_epoch for r in runs]))
@@ -141,7 +143,7 @@ def run_benchmark(
             searched_with[name] = overrides.get(name, {})
             budget = dataclasses.replace(train_cfg, epochs=tune_epochs, patience=tune_epochs, seed=seeds[0])
             trial_states = out / "tuning" / "checkpoints" if checkpoints else None
-            tuning[name] = _tuned(out, name, budget, tune_trials, overrides.get(name, {}), tune_rungs,
+            tuning[name] = _tuned(out, name, data.hash, budget, tune_trials, overrides.get(name, {}), tune_rungs,
                                   lambda: tune(name, data, stats, features, tune_trials, budget, fixed=overrides.get(name, {}), rungs=tune_rungs, checkpoints=trial_states))
             overrides[name] = tuning[name]["chosen"]
         for seed in seeds:
@@ -176,10 +178,12 @@ def _tuning_plot(out: Path, tuning: dict[str, dict], fixed: dict[str, dict], see
     return "tuning/search.png"
 
 
-def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, rungs: int, search) -> dict:
+def _tuned(out: Path, name: str, data_hash: str, budget: TrainConfig, trials: int, fixed: dict, rungs: int, search) -> dict:
     """A model's tuning record: read from ``out/tuning/NAME.json`` when an earlier invocation searched with
-    the same budget and fixed values (the folder's dataset is checked by :func:`refuse_other_data`), else
-    ``search()`` and write it there. The trials keep no checkpoints, so an interrupted ``--tune`` run used to
+    the same budget and fixed values on the same data, else ``search()`` and write it there. The record names
+    its data: :func:`refuse_other_data` reads ``results.json``, which is written only once a model's first run
+    ended, so a search interrupted before that was reused on other data (records from before 2026-12-07 name
+    none and are still reused). The trials keep no checkpoints, so an interrupted ``--tune`` run used to
     search every model again before reaching its resumable final runs (they keep checkpoints since)."""
     halving = {"rungs": rungs} if rungs > 1 else {}  # absent for one rung: the searches recorded before rungs existed stay valid
     key = {"trials": trials, "epochs": budget.epochs, **halving, "fixed": fixed, "train": {k: v for k, v in dataclasses.asdict(budget).items() if k not in ("progress", "device")}}
@@ -190,12 +194,14 @@ def _tuned(out: Path, name: str, budget: TrainConfig, trials: int, fixed: dict, 
         except (OSError, ValueError):
             record = None
         if record is not None and record.get("key") == json.loads(json.dumps(key)):
-            log.info("tuning of %s: reusing the search in %s", name, path)
-            return record["tuning"]
+            if record.get("data", data_hash) == data_hash:
+                log.info("tuning of %s: reusing the search in %s", name, path)
+                return record["tuning"]
+            log.warning("tuning of %s: the search in %s was on other data (%s): searching again", name, path, str(record["data"])[:12])
     best, found = search()
     tuning = {"chosen": best, "trials": [dataclasses.asdict(t) for t in found], "budget": {"trials": trials, "epochs": budget.epochs, **halving}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps({"key": key, "tuning": tuning}, indent=1))
+    write_atomic(path, json.dumps({"key": key, "data": data_hash, "tuning": tuning}, indent=1))
     return tuning
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model.batching import FeatureView, eval_batches
+from model.batching import FeatureView, eval_batches, eval_order
 from model.data.dataset import PreparedDataset
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def sampled_ranks(scores: torch.Tensor, targets: torch.Tensor, seen: list[np.nda
 
 @dataclass
 class EvalResult:
-    users: np.ndarray  # (n,) dense user id of each example
+    users: np.ndarray  # (n,) dense user id of each example, in the order of the examples evaluated
     ranks: np.ndarray  # (n,) 0-based rank of the target
     per_example: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -140,9 +140,14 @@ def evaluate(
     finally:
         model.train(was_training)
     ranks_arr = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
-    result = EvalResult(users=np.concatenate(users) if users else np.zeros(0, np.int64), ranks=ranks_arr)
+    users_arr = np.concatenate(users) if users else np.zeros(0, np.int64)
+    # back to the order of ``examples`` (the batches went by history length): a caller pairing these values
+    # with another model's on the same examples must not have to know the batching's order
+    back = np.empty(len(examples), dtype=np.int64)
+    back[eval_order(examples)] = np.arange(len(examples))
+    result = EvalResult(users=users_arr[back], ranks=ranks_arr[back])
     for k in ks:
-        result.per_example.update(rank_metrics(ranks_arr, k))
+        result.per_example.update(rank_metrics(result.ranks, k))
     return result
 
 

@@ -109,6 +109,29 @@ def test_in_vocabulary_of_drops_unknown_items_and_masks_unknown_targets():
     assert mapped.split.train_len.tolist() == [2, 1]
 
 
+def test_live_scores_are_those_of_each_validation_example_in_its_place(tiny_artifact_dir):
+    """The gate pairs the candidate's and the live model's scores example by example. ``evaluate`` used to
+    return them in its batching order (by history length), and the live side, whose histories lose the items
+    its vocabulary lacks, came back in another one: the paired test compared different users' scores (a
+    candidate at 0.8x the live model on every user passed it). Each example evaluated alone must score the same."""
+    live = load_artifact(tiny_artifact_dir)
+    data = toy_dataset(n_users=16, n_items=N_ITEMS, min_len=5, max_len=14, seed=0, pattern=True)
+    seq = data.sequences
+    targets = set(seq.items[seq.offsets[data.split.valid[:, 0]] + data.split.valid[:, 1]].tolist())
+    renamed = seq.item_ids.copy()
+    for item in [i for i in range(1, seq.n_items + 1) if i not in targets][:3]:  # history items only
+        renamed[item] = f"new-{item}"
+    changed = dataclasses.replace(data, sequences=dataclasses.replace(seq, item_ids=renamed))
+    scores = live_validation_scores(live, changed)
+    mapped, known = in_vocabulary_of(changed, live.item_ids)
+    features = FeatureView.build(mapped, live.stats)
+    alone = [evaluate(live.model, mapped, features, mapped.split.valid[i : i + 1]).per_example["NDCG@10"][0] for i in range(len(mapped.split.valid))]
+    assert known.all() and np.allclose(scores, alone) and scores.sum() > 0
+    # and the candidate side (bootstrap.job): evaluate's values are in the order of the examples given
+    direct = evaluate(live.model, data, FeatureView.build(data, live.stats), data.split.valid)
+    assert np.array_equal(direct.users, data.split.valid[:, 0])
+
+
 def test_live_scores_equal_the_evaluator_in_the_same_vocabulary_and_are_0_for_unknown_targets(tiny_artifact_dir):
     live = load_artifact(tiny_artifact_dir)
     data = toy_dataset(n_users=16, n_items=N_ITEMS, min_len=5, max_len=14, seed=0, pattern=True)  # the artifact's own data

@@ -111,3 +111,40 @@ def test_a_benchmark_folder_of_another_dataset_is_refused_before_anything_in_it_
     assert (tmp_path / "results.json").read_text() == before and first["data_hash"] == "toy-0-False"
     again = run_benchmark(toy_dataset(seed=0), ["pop"], tmp_path, [0], TrainConfig(epochs=1, progress=False), save_models=False)
     assert again["results"]["pop"]["NDCG@10"] == first["results"]["pop"]["NDCG@10"]  # the same data goes on in the same folder
+
+
+def test_evaluate_returns_values_in_the_order_of_the_examples():
+    """Batches go by history length; the values come back in the order the examples were given."""
+    from model.batching import FeatureView
+    from model.evaluation import evaluate
+    from model.registry import build
+    from tests.model.toy import toy_dataset, toy_stats
+
+    data = toy_dataset(n_users=12, n_items=15, min_len=4, max_len=12, seed=3)
+    stats = toy_stats(data)
+    torch.manual_seed(0)
+    model = build("gru4rec", data.sequences.n_items, stats, {"d": 8})
+    features = FeatureView.build(data, stats)
+    examples = data.split.test[::-1].copy()  # users in reverse, lengths unsorted
+    assert not np.all(np.diff(examples[:, 1]) >= 0)
+    result = evaluate(model, data, features, examples)
+    assert np.array_equal(result.users, examples[:, 0])
+    alone = [evaluate(model, data, features, examples[i : i + 1]) for i in range(len(examples))]
+    assert result.ranks.tolist() == [r.ranks[0] for r in alone]
+    assert result.per_example["NDCG@10"].tolist() == [r.per_example["NDCG@10"][0] for r in alone]
+
+
+def test_the_reported_interval_resamples_users_not_user_seed_pairs():
+    """summarise's 95 % interval: with several seeds each user counts once (its values averaged over the seeds),
+    as in the paired tests. Pooling the seeds' copies of a user made it ~sqrt(seeds) too narrow: five identical
+    seeds gave 0.4x the one-seed width."""
+    from model.benchmark import ModelRun, summarise
+
+    rng = np.random.default_rng(0)
+    users = np.arange(300)
+    ranks = rng.integers(0, 40, size=300)
+    run = lambda seed: ModelRun("m", seed, EvalResult(users, ranks, rank_metrics(ranks, 10)), {}, 1, 1, 1.0, [1.0], {})  # noqa: E731
+    one, five = summarise([run(0)]), summarise([run(s) for s in range(5)])
+    assert five["ci95"]["NDCG@10"] == pytest.approx(one["ci95"]["NDCG@10"])
+    low, high = one["ci95"]["NDCG@10"]
+    assert low < one["NDCG@10"] < high
