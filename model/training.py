@@ -168,7 +168,7 @@ def refuse_past_stop(state: TrainingProgress, cfg: TrainConfig, checkpoint: Path
         )
 
 
-def recorded_result(model: Recommender, data: PreparedDataset, cfg: TrainConfig, checkpoint: Path) -> TrainResult | None:
+def recorded_result(model: Recommender, data: PreparedDataset, cfg: TrainConfig, checkpoint: Path, features: FeatureView) -> TrainResult | None:
     """What :func:`train` with ``cfg`` would return, read from the history of a checkpoint of the same run that
     went on past where ``cfg`` stops it; None when there is no such checkpoint (``train`` then continues it,
     starts afresh, or refuses a foreign one). A successive-halving search resumed after an interruption in a
@@ -183,7 +183,12 @@ def recorded_result(model: Recommender, data: PreparedDataset, cfg: TrainConfig,
     except checkpoints.CheckpointError:
         return None
     lr = cfg.lr if cfg.lr is not None else model.default_lr
-    if info["fingerprint"] not in checkpoints.accepted_fingerprints(model, data.hash, cfg, lr):
+    # the run's fingerprint covers the configuration as training leaves it: fit_statistics sizes the per-user
+    # tables (Fossil, HGN, MARank: n_users). On a copy, so that ``model`` stays as given (that fit draws
+    # random numbers into the tables, and a model trained afterwards must start as a fresh one does)
+    fitted = copy.deepcopy(model)
+    fitted.fit_statistics(data, features)
+    if info["fingerprint"] not in checkpoints.accepted_fingerprints(fitted, data.hash, cfg, lr):
         return None
     stop = stop_epoch(info["history"], cfg)
     if stop is None or stop >= info["epoch"]:
@@ -301,11 +306,17 @@ def train_discarding_foreign(
     model: Recommender, data: PreparedDataset, stats: FeatureStats, cfg: TrainConfig, features: FeatureView | None, checkpoint: Path
 ) -> TrainResult:
     """:func:`train` with ``checkpoint``, where a checkpoint of another run (other settings, or an unreadable file) is
-    not ours to keep: it is deleted and the run starts afresh. The refusal comes before anything is restored, so
-    ``model`` is still as it was given (its initial or warm-started weights)."""
+    not ours to keep: it is deleted and the run starts afresh, from a copy of ``model`` as it was given (its
+    initial or warm-started weights), so that it is the run a fresh ``train`` would be: the refused attempt had
+    already fitted the model's statistics, which for the per-user tables (HGN, MARank) draws random numbers, and a
+    second fit on the same model draws none (MARank's dropout then differed). ``model`` ends trained, in place."""
+    given = copy.deepcopy(model)
     try:
         return train(model, data, stats, cfg, features, checkpoint=checkpoint)
     except checkpoints.CheckpointError as error:
         log.warning("discarding the training checkpoint %s: %s", checkpoint, error)
         checkpoint.unlink(missing_ok=True)
-        return train(model, data, stats, cfg, features, checkpoint=checkpoint)
+        result = train(given, data, stats, cfg, features, checkpoint=checkpoint)
+        model.load_state_dict(given.state_dict())
+        model.to(next(given.parameters()).device)
+        return result

@@ -107,7 +107,7 @@ def _trial(name, data, stats, features, fixed: dict, overrides: dict, budget: Tr
     else:
         # a search resumed after an interruption in a later rung: this rung's result is in the trial's history
         # (training would refuse the checkpoint as past this rung's stop, and discard it with the later rungs)
-        r = recorded_result(model, data, budget, checkpoint)
+        r = recorded_result(model, data, budget, checkpoint, features)
         if r is None:  # another search's state under this name (other training settings) is discarded
             r = train_discarding_foreign(model, data, stats, budget, features, checkpoint)
     return Trial(overrides, r.best_valid, r.best_epoch, r.train_seconds, r.epochs_run, rung)

@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from model import registry
 from model.batching import FeatureView
 from model.benchmark import run_benchmark
 from model.evaluation import evaluate
 from model.registry import available, get
-from model.training import TrainConfig, recorded_result, seed_everything, train
+from model.training import TrainConfig, recorded_result, seed_everything, train, train_discarding_foreign
 from model.tuning import candidates, search_curves, trial_checkpoint, tune
 from tests.model.toy import toy_dataset, toy_stats
 
@@ -81,6 +82,30 @@ def test_a_rerun_reuses_a_finished_search_and_searches_again_under_another_budge
             run_benchmark(data, ["gru4rec"], tmp_path, [0], cfg, save_models=False, **kwargs)
 
 
+def test_a_search_on_other_data_is_not_reused(tmp_path, monkeypatch, caplog):
+    """The folder's data check reads results.json, written only when a model's first run ended: a search
+    interrupted before that was reused on other data. The tuning record names its data now."""
+    import model.tuning
+
+    cfg = TrainConfig(epochs=1, progress=False)
+    first = toy_dataset(n_users=20, n_items=10, pattern=True)
+    run_benchmark(first, ["gru4rec"], tmp_path, [0], cfg, overrides={"gru4rec": {"d": 8}}, tune_trials=2, tune_epochs=1, save_models=False, checkpoints=False)
+    assert json.loads((tmp_path / "tuning" / "gru4rec.json").read_text())["data"] == first.hash
+    (tmp_path / "results.json").unlink()  # as if stopped before the first final run ended
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(model.tuning, "tune", no_search)
+    other = toy_dataset(n_users=24, n_items=10, pattern=True, seed=5)
+    assert other.hash != first.hash
+    with pytest.raises(AssertionError, match="searched again"):
+        run_benchmark(other, ["gru4rec"], tmp_path, [0], cfg, overrides={"gru4rec": {"d": 8}}, tune_trials=2, tune_epochs=1, save_models=False, checkpoints=False)
+    assert "was on other data" in caplog.text
+    # the same data still reuses it
+    run_benchmark(first, ["gru4rec"], tmp_path, [0], cfg, overrides={"gru4rec": {"d": 8}}, tune_trials=2, tune_epochs=1, save_models=False, checkpoints=False)
+
+
 def test_no_trial_repeats_the_defaults():
     """MARank's grid holds its defaults (L 5, dropout 0.2): the search trained them twice, one trial of six wasted."""
     for name in available():
@@ -137,7 +162,8 @@ def test_successive_halving_continues_the_better_half_and_picks_from_the_last_ru
         tune("gru4rec", data, stats, features, trials=2, train_cfg=cfg, fixed=fixed, rungs=0)
 
 
-def test_a_search_interrupted_in_a_later_rung_resumes_without_retraining_its_earlier_rungs(tmp_path):
+@pytest.mark.parametrize("name", ["gru4rec", "marank", "hgn", "fossil"])  # the last three size per-user tables when fitted
+def test_a_search_interrupted_in_a_later_rung_resumes_without_retraining_its_earlier_rungs(tmp_path, name):
     """A halving search stopped while its last rung was under way (one survivor already at 4 epochs, the other
     at 2), run again: the rung-1 result of the survivor that went on is read from its history (training would
     refuse its checkpoint as past the 2-epoch stop and start it over), so its file is left as it was, and the
@@ -147,18 +173,18 @@ def test_a_search_interrupted_in_a_later_rung_resumes_without_retraining_its_ear
     features = FeatureView.build(data, stats)
     cfg = TrainConfig(epochs=1, patience=10, progress=False)
     fixed = {"d": 8}
-    whole_best, whole = tune("gru4rec", data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=tmp_path / "whole")
+    whole_best, whole = tune(name, data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=tmp_path / "whole")
 
     folder = tmp_path / "interrupted"
-    tune("gru4rec", data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=2, checkpoints=folder)  # rungs 0 and 1 done
+    tune(name, data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=2, checkpoints=folder)  # rungs 0 and 1 done
     ahead = next(t for t in whole if t.rung == 2)  # one survivor went on to its 4 epochs before the stop
     seed_everything(0)
-    model = registry.build("gru4rec", data.sequences.n_items, stats, {**fixed, **ahead.overrides})
-    path = trial_checkpoint(folder, "gru4rec", fixed, ahead.overrides)
+    model = registry.build(name, data.sequences.n_items, stats, {**fixed, **ahead.overrides})
+    path = trial_checkpoint(folder, name, fixed, ahead.overrides)
     train(model, data, stats, dataclasses.replace(cfg, epochs=4), features, checkpoint=path)
     kept = (path.stat().st_mtime_ns, path.read_bytes())
 
-    best, trials = tune("gru4rec", data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=folder)
+    best, trials = tune(name, data, stats, features, trials=4, train_cfg=cfg, fixed=fixed, rungs=3, checkpoints=folder)
     assert (path.stat().st_mtime_ns, path.read_bytes()) == kept
     assert best == whole_best
     assert [(t.overrides, t.rung, t.epochs, t.best_epoch) for t in trials] == [(t.overrides, t.rung, t.epochs, t.best_epoch) for t in whole]
@@ -181,14 +207,37 @@ def test_recorded_result_is_what_training_to_that_budget_returns(tmp_path):
     for epochs in (1, 2, 3):
         seed_everything(0)
         short = train(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 8}), data, stats, dataclasses.replace(cfg, epochs=epochs), features)
-        recorded = recorded_result(model, data, dataclasses.replace(cfg, epochs=epochs), path)
+        recorded = recorded_result(model, data, dataclasses.replace(cfg, epochs=epochs), path, features)
         assert (recorded.best_epoch, recorded.epochs_run) == (short.best_epoch, short.epochs_run)
         assert recorded.best_valid == pytest.approx(short.best_valid)
-    assert recorded_result(model, data, cfg, path) is None
-    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=8), path) is None
-    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=2, lr=0.5), path) is None  # another run
-    assert recorded_result(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 4}), data, dataclasses.replace(cfg, epochs=2), path) is None
-    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=2), tmp_path / "none.pt") is None
+    assert recorded_result(model, data, cfg, path, features) is None
+    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=8), path, features) is None
+    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=2, lr=0.5), path, features) is None  # another run
+    assert recorded_result(registry.build("gru4rec", data.sequences.n_items, stats, {"d": 4}), data, dataclasses.replace(cfg, epochs=2), path, features) is None
+    assert recorded_result(model, data, dataclasses.replace(cfg, epochs=2), tmp_path / "none.pt", features) is None
+
+
+@pytest.mark.parametrize("name", ["marank", "gru4rec"])
+def test_a_discarded_checkpoint_leaves_the_run_a_fresh_one_would_be(tmp_path, name):
+    """A foreign checkpoint (another learning rate's) is deleted and the run starts afresh: the same run, weights
+    and all, as training without it. The refused attempt had fitted the model's statistics already; for MARank
+    that draws its user table from the random stream, and training on the same model again drew nothing and
+    then differed (its dropout masks came from another point of the stream)."""
+    data = toy_dataset(n_users=20, n_items=10, pattern=True)
+    stats = toy_stats(data)
+    features = FeatureView.build(data, stats)
+    cfg = TrainConfig(epochs=2, patience=10, progress=False)
+    path = tmp_path / "run.pt"
+    seed_everything(0)
+    train(registry.build(name, data.sequences.n_items, stats, {"d": 8}), data, stats, dataclasses.replace(cfg, lr=0.5), features, checkpoint=path)
+    seed_everything(0)
+    fresh_model = registry.build(name, data.sequences.n_items, stats, {"d": 8})
+    fresh = train(fresh_model, data, stats, cfg, features)
+    seed_everything(0)
+    model = registry.build(name, data.sequences.n_items, stats, {"d": 8})
+    again = train_discarding_foreign(model, data, stats, cfg, features, path)
+    assert again.best_valid == fresh.best_valid and again.best_epoch == fresh.best_epoch
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh_model.state_dict().values()))
 
 
 def test_benchmark_records_the_rungs_and_keeps_the_trials_states(tmp_path):
