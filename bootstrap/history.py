@@ -1,7 +1,9 @@
 """Where retraining data comes from: history files (any loader format) and/or the interactions topic.
 
 Both are normalised into one CSV (``user,item,timestamp`` in seconds) that the ordinary data preparation
-reads, so k-core, ordering, dense ids and caching are exactly the offline ones.
+reads, so k-core, ordering, dense ids and caching are exactly the offline ones. Times keep their sub-second
+part (as the offline reader does): whole seconds before 2026-12-07 put same-second events of millisecond data
+(Amazon 2023) in file order, and made two same-item events within a second one duplicate.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from model.data.formats import ReadOptions, read_interactions
 log = logging.getLogger(__name__)
 
 
+def seconds(t: float) -> int | float:
+    """Epoch seconds as the history keeps them: an int when whole (so whole-second data writes as before),
+    else the float with its fraction."""
+    t = float(t)
+    return int(t) if t.is_integer() else t
+
+
 @dataclass
 class HistoryTable:
     users: list[str]
     items: list[str]
-    times: list[int]
+    times: list[int | float]  # epoch seconds (see :func:`seconds`)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -43,30 +52,38 @@ class HistoryTable:
         keep = [i for i, t in enumerate(self.times) if (start is None or t >= start) and (end is None or t < end)]
         return HistoryTable([self.users[i] for i in keep], [self.items[i] for i in keep], [self.times[i] for i in keep])
 
-    def write_csv(self, path: Path) -> Path:
+    def write_csv(self, path: Path) -> str:
+        """Writes the table; returns the time unit to read it back with: ``"auto"`` for whole seconds (written as
+        they always were), ``"ms"`` when some time has a fraction (the readers keep no fraction of a second, so
+        those are written as integer milliseconds)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        whole = all(float(t).is_integer() for t in self.times)
+        times = self.times if whole else [round(float(t) * 1000) for t in self.times]
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["user_id", "item_id", "timestamp"])
-            w.writerows(zip(self.users, self.items, self.times))
-        return path
+            w.writerows(zip(self.users, self.items, times))
+        return "auto" if whole else "ms"
 
 
 def read_files(paths: list[Path], options: ReadOptions = ReadOptions()) -> HistoryTable:
     table, _ = read_interactions([Path(p) for p in paths], options)
     users = np.asarray(table.user_vocab, dtype=object)[table.users].tolist()
     items = np.asarray(table.item_vocab, dtype=object)[table.items].tolist()
-    return HistoryTable(users, items, table.times.astype(np.int64).tolist())
+    return HistoryTable(users, items, [seconds(t) for t in table.times.tolist()])
 
 
-def read_topic(bootstrap_servers: str, topic: str, window_seconds: float | None = None, timeout: float = 30.0) -> HistoryTable:
+def read_topic(bootstrap_servers: str, topic: str, window_seconds: float | None = None, timeout: float = 30.0, limits=None) -> HistoryTable:
     """Every valid event of ``topic`` from the beginning up to the end offsets seen at the start (events
     arriving meanwhile are left for the next run), keeping those newer than ``window_seconds`` ago.
-    Invalid events are skipped here: the worker already dead-letters them with the reason."""
+    Invalid events are skipped here: the worker already dead-letters them with the reason. ``limits``: the
+    worker's (``WorkerSettings().event_limits()``, the default), so that what it served is what retraining reads."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from stream.schemas import InteractionEvent, Limits, parse_event
-    from stream.settings import kafka_python_config
+    from stream.schemas import InteractionEvent, parse_event
+    from stream.settings import WorkerSettings, kafka_python_config
+
+    limits = limits if limits is not None else WorkerSettings().event_limits()
 
     consumer = KafkaConsumer(**kafka_python_config(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=int(timeout * 1000)))
     try:
@@ -93,13 +110,13 @@ def read_topic(bootstrap_servers: str, topic: str, window_seconds: float | None 
                     bar.update(len(records))
                     for rec in records:
                         if tp in remaining and rec.offset < end[tp]:
-                            event = parse_event(rec.key, rec.value, Limits())
+                            event = parse_event(rec.key, rec.value, limits)
                             if not isinstance(event, InteractionEvent):
                                 skipped += 1
                             elif since is None or event.timestamp >= since:
                                 table.users.append(event.user_id)
                                 table.items.append(event.item_id)
-                                table.times.append(int(event.timestamp))
+                                table.times.append(seconds(event.timestamp))
                     if tp in remaining and consumer.position(tp) >= end[tp]:
                         del remaining[tp]
         if remaining:

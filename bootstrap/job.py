@@ -99,7 +99,9 @@ def load_history(opts: BootstrapOptions, bootstrap_servers: str | None, interact
 
 def prepare_history(history: HistoryTable, kcore: int, cache_dir: Path | None) -> PreparedDataset:
     with tempfile.TemporaryDirectory(prefix="difflsrec-bootstrap-") as tmp:
-        data = prepare(history.write_csv(Path(tmp) / "history.csv"), PrepareOptions(read=ReadOptions(format="csv"), kcore=kcore), cache_dir=cache_dir)
+        path = Path(tmp) / "history.csv"
+        unit = history.write_csv(path)
+        data = prepare(path, PrepareOptions(read=ReadOptions(format="csv", time_unit=unit), kcore=kcore), cache_dir=cache_dir)
     return serving_split(data)
 
 
@@ -201,14 +203,17 @@ def run_once(opts: BootstrapOptions, registry: Registry, bootstrap_servers: str 
         if opts.keep_versions is not None:
             if removed := registry.prune(opts.keep_versions):
                 log.info("removed %d old version(s), keeping the %d newest: %s", len(removed), opts.keep_versions, ", ".join(removed))
+        # announced under the lock, so announcements reach the workers in the order the versions went live: sent
+        # after it, a slow announcement of this version could arrive after a later publisher's, and the workers
+        # would swap back to it and stay there (their LATEST poll acts on a change of LATEST only)
+        if opts.announce and bootstrap_servers:
+            try:
+                # absolute: a worker in another working directory (or container with the same mount) must find it
+                announce(bootstrap_servers, updates_topic, version, path.resolve(), metrics)
+            except Exception as error:  # published and live: workers also poll LATEST, so this only delays the swap
+                log.warning("published %s, but its announcement on %s failed: %s (workers find it by polling LATEST)", version, updates_topic, error)
+                metrics["announce_error"] = f"{type(error).__name__}: {error}"
     checkpoint.unlink(missing_ok=True)  # published: a rerun retrains on whatever history it then finds
-    if opts.announce and bootstrap_servers:
-        try:
-            # absolute: a worker in another working directory (or container with the same mount) must find it
-            announce(bootstrap_servers, updates_topic, version, path.resolve(), metrics)
-        except Exception as error:  # published and live: workers also poll LATEST, so this only delays the swap
-            log.warning("published %s, but its announcement on %s failed: %s (workers find it by polling LATEST)", version, updates_topic, error)
-            metrics["announce_error"] = f"{type(error).__name__}: {error}"
     return BootstrapReport(True, version, "ok", metrics, time.perf_counter() - started, str(path))
 
 

@@ -104,7 +104,7 @@ def latency_summary(latencies_ms: list[float]) -> dict:
 # ---- the replay ---------------------------------------------------------------------------------------
 def load_events(opts: ReplayOptions) -> HistoryTable:
     table = read_files(opts.inputs, opts.read)
-    order = np.argsort(np.asarray(table.times, dtype=np.int64), kind="stable")
+    order = np.argsort(np.asarray(table.times, dtype=np.float64), kind="stable")
     table = HistoryTable([table.users[i] for i in order], [table.items[i] for i in order], [table.times[i] for i in order])
     if opts.start_after is not None:
         cut = table.time_quantile(opts.start_after) if 0 < opts.start_after < 1 else int(opts.start_after)
@@ -365,7 +365,7 @@ def replay(opts: ReplayOptions, bootstrap_servers: str, interactions_topic: str 
             t0_event = events.times[0]
             for i, (user, item, ts) in enumerate(zip(events.users, events.items, events.times)):
                 _pace(opts, i, ts - t0_event, started, refresh)
-                body = json.dumps({"user_id": user, "item_id": item, "timestamp": int(ts), "event_id": f"{run_id}{i}"}).encode()
+                body = json.dumps({"user_id": user, "item_id": item, "timestamp": ts, "event_id": f"{run_id}{i}"}).encode()
                 checked = check_event(body, limits, check_size=False)  # the worker's rules, as `difflsrec send` checks
                 if not isinstance(checked, tuple):
                     checked = oversize(EventProducer.encode(checked), limits) or checked
@@ -428,7 +428,7 @@ def _report(opts: ReplayOptions, events: HistoryTable, session: _Session, elapse
         "events_never_sent": never_sent,
         "refused_events": len(refused),  # by the worker's rules, here: never sent
         "refused_reasons": dict(Counter(reason for reason, _ in refused.values())),
-        "refused_examples": [{"index": i, "user_id": str(events.users[i]), "item_id": str(events.items[i]), "timestamp": int(events.times[i]), "reason": r, "detail": d}
+        "refused_examples": [{"index": i, "user_id": str(events.users[i]), "item_id": str(events.items[i]), "timestamp": events.times[i], "reason": r, "detail": d}
                              for i, (r, d) in sorted(refused.items())[:EXAMPLES]],
         "dead_letters": len(dead),  # sent, and rejected by the worker
         "dead_letter_reasons": dict(Counter(reason for reason, _ in dead.values())),

@@ -105,6 +105,76 @@ def test_announcement_on_model_updates_topic(small_history, tmp_path, kafka_boot
     assert Path(messages[0]["path"]) == reg.latest_path().resolve() and "valid_NDCG@10" in messages[0]["metrics"]
 
 
+def test_the_announcement_is_sent_while_the_registry_lock_is_held(small_history, tmp_path, monkeypatch):
+    """Announced after the lock was released, a slow announcement of this version could reach the workers after a
+    later publisher's, and they would swap back to it and stay there. Sent under the lock, the order of the
+    announcements is the order the versions went live."""
+    import fcntl
+
+    import bootstrap.job
+
+    reg = Registry(tmp_path / "registry")
+    held = []
+
+    def announce(bootstrap_servers, topic, version, path, metrics):
+        with open(reg.root / ".lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(version)
+            else:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    monkeypatch.setattr(bootstrap.job, "announce", announce)
+    opts = _opts(small_history)
+    opts.announce = True
+    report = run_once(opts, reg, bootstrap_servers="127.0.0.1:1", cache_dir=tmp_path / "cache")
+    assert report.published and held == [report.version]
+
+
+def test_history_files_keep_sub_second_times_as_the_offline_reader_does(tmp_path):
+    """Amazon 2023 times are milliseconds. Bootstrap and replay floored them to whole seconds: same-second events
+    fell back to file order (here B at .900 before A at .100) and two events of one item within a second became
+    one duplicate. Now the times keep their fraction, and whole seconds stay ints (their CSV is unchanged)."""
+    from bootstrap.job import prepare_history
+
+    ms = 1_700_000_000_000
+    rows = [("U", "C", ms), ("U", "D", ms + 1000), ("U", "B", ms + 2900), ("U", "A", ms + 2100), ("U", "A", ms + 2500)]
+    rows += [(f"V{k}", item, ms + 10_000 + k) for k in range(5) for item in "ABCD"]  # other users, so a 1-core keeps all
+    path = tmp_path / "reviews.csv"
+    path.write_text("user_id,parent_asin,rating,timestamp\n" + "".join(f"{u},{i},5.0,{t}\n" for u, i, t in rows))
+    table = read_files([path])
+    mine = [(t, i) for u, i, t in zip(table.users, table.items, table.times) if u == "U"]
+    assert mine == [(1_700_000_000, "C"), (1_700_000_001, "D"), (1_700_000_002.9, "B"), (1_700_000_002.1, "A"), (1_700_000_002.5, "A")]
+    assert isinstance(mine[0][0], int)
+    data = prepare_history(table, kcore=0, cache_dir=tmp_path / "cache")
+    seq = data.sequences
+    u = int(np.flatnonzero(seq.user_ids == "U")[0])
+    assert seq.item_ids[seq.user_items(u)].tolist() == ["C", "D", "A", "A", "B"]  # time order, both A events kept
+
+
+@pytest.mark.kafka
+def test_reading_the_topic_applies_the_workers_limits_and_keeps_sub_second_times(kafka_bootstrap, kafka_topic, monkeypatch):
+    """Retraining reads what the worker served: its configured event limits (a 5 KB event under a 16 KB limit
+    was dropped by the built-in 4 KB one), and the events' times with their fraction of a second."""
+    from kafka import KafkaProducer
+
+    from bootstrap.history import read_topic
+
+    topic = kafka_topic(1, "interactions")
+    big = {"user_id": "u1", "item_id": "i1", "timestamp": 1_700_000_000.25, "context": "x" * 5000}  # extra fields are ignored
+    small = {"user_id": "u1", "item_id": "i2", "timestamp": 1_700_000_000_750}  # milliseconds
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for event in (big, small):
+        producer.send(topic, key=b"u1", value=json.dumps(event).encode()).get(timeout=30)
+    producer.close()
+    monkeypatch.setenv("DIFFLSREC_MAX_EVENT_BYTES", "16384")
+    table = read_topic(kafka_bootstrap, topic)
+    assert table.items == ["i1", "i2"] and table.times == [1_700_000_000.25, 1_700_000_000.75]
+    monkeypatch.delenv("DIFFLSREC_MAX_EVENT_BYTES")
+    assert read_topic(kafka_bootstrap, topic).items == ["i2"]  # the default limit: the big one is oversize
+
+
 def test_durations():
     assert parse_duration("90s") == 90 and parse_duration("15m") == 900 and parse_duration("2h") == 7200 and parse_duration("5") == 5
     with pytest.raises(ValueError):
