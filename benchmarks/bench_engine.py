@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--inference-steps", type=int, default=None)
     parser.add_argument("--interleave", type=int, default=None, help="replay N users at a time, round-robin (default: global time order); see stream.bench.replay_events")
-    parser.add_argument("--index-kind", default="flat", choices=("flat", "ivf", "hnsw"), help="the item index the engine searches (the worker's INDEX_KIND)")
+    parser.add_argument("--index-kind", default=None, choices=("flat", "ivf", "hnsw"), help="the item index the engine searches (the worker's INDEX_KIND; default: the artifact's own)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where the model runs (FAISS stays on the host with faiss-cpu)")
     parser.add_argument("--gc", default="frozen", choices=("frozen", "default"), help="frozen: collect, gc.freeze() and the worker's GC_THRESHOLD after loading, as the worker does; default: leave the collector as Python starts it")
     args = parser.parse_args()

@@ -74,7 +74,7 @@ _REQUIRED_PARAMS: dict[str, set[str]] = {"flat": set(), "ivf": {"nlist", "nprobe
 _FIRST_PASS_MARGIN = 32  # extra hits fetched per query before falling back to k + (excluded count)
 _FAISS_CLASS = {"flat": faiss.IndexFlat, "ivf": faiss.IndexIVF, "hnsw": faiss.IndexHNSW}
 
-_gpu_lock = threading.Lock()  # guards creation of the shared resources and every GPU search
+_gpu_lock = threading.Lock()  # guards creation of the shared resources and every use of them: searches, copies to and from the GPU
 _gpu_res: Any = None
 
 
@@ -227,10 +227,14 @@ class ItemIndex:
         elif kind == "hnsw":
             index.hnsw.efSearch = params["ef_search"]
         if on_gpu:
-            index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
-            if kind == "ivf":
-                # set explicitly: the GPU clone's nprobe is also capped by the GPU selection limit
-                faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", min(params["nprobe"], GPU_MAX_K))
+            resources = _gpu_resources()
+            # under the lock: a hot swap loads the new index in its own thread while the engine searches the old
+            # one on the same resources, which serve one thread at a time (faiss: GPU indexes are not thread-safe)
+            with _gpu_lock:
+                index = faiss.index_cpu_to_gpu(resources, 0, index)
+                if kind == "ivf":
+                    # set explicitly: the GPU clone's nprobe is also capped by the GPU selection limit
+                    faiss.GpuParameterSpace().set_index_parameter(index, "nprobe", min(params["nprobe"], GPU_MAX_K))
         return cls(index, ids, dense, kind, params, on_gpu)
 
     # ------------------------------------------------------------ properties
@@ -409,7 +413,11 @@ class ItemIndex:
     def save(self, directory: str | Path) -> Path:
         """Write ``items.faiss``, ``item_ids.json`` and the ``index.json`` manifest (always a CPU index)."""
         directory = Path(directory)
-        cpu_index = faiss.index_gpu_to_cpu(self._index) if self._on_gpu else self._index
+        if self._on_gpu:
+            with _gpu_lock:
+                cpu_index = faiss.index_gpu_to_cpu(self._index)
+        else:
+            cpu_index = self._index
         manifest = {
             "kind": self._kind,
             "metric": self.metric,

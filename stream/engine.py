@@ -86,7 +86,10 @@ class ModelBundle:
         return self.artifact.model.config.short_len
 
     @classmethod
-    def from_artifact(cls, artifact: Artifact, inference_steps: int | None = None, index_kind: str = "flat") -> ModelBundle:
+    def from_artifact(cls, artifact: Artifact, inference_steps: int | None = None, index_kind: str | None = None) -> ModelBundle:
+        """``index_kind``: None serves the artifact's own index (flat when it has none); a kind serves that kind,
+        built from the item embeddings when the artifact's index is another (the worker's ``INDEX_KIND`` was
+        ignored for every artifact ``bootstrap`` published, since each carries an index)."""
         model = artifact.model.eval()
         if not hasattr(model, "long_step") or not hasattr(model, "fuse"):
             raise TypeError(f"model {model.name!r} has no streaming API (long_step/fuse); serve a DiffLSRec artifact")
@@ -100,19 +103,20 @@ class ModelBundle:
             cfg.inference_steps = int(inference_steps)
         device = next(model.parameters()).device
         index_dir = artifact.path / "index"
-        if (index_dir / "index.json").is_file():
-            index = ItemIndex.load(index_dir)
-        else:
+        index = ItemIndex.load(index_dir) if (index_dir / "index.json").is_file() else None
+        if index is None or (index_kind is not None and index.kind != index_kind):
+            if index is not None:
+                log.info("artifact %s carries a %s index; building the configured %s index from its item embeddings", artifact.version, index.kind, index_kind)
             with torch.inference_mode():
                 table = model.item_embeddings().detach().float().cpu().numpy()
             # the whole table with the vocabulary: "<pad>" is skipped, so dense ids = model item ids
-            index = ItemIndex.build(table, artifact.item_ids, kind=index_kind)
+            index = ItemIndex.build(table, artifact.item_ids, kind=index_kind or "flat")
         counts = np.asarray(artifact.stats.item_counts)
         popular = np.argsort(-counts[1:], kind="stable") + 1
         return cls(artifact, index, device, artifact.item_index_of(), popular.astype(np.int64), LongTermStepper(model), Fusion(model))
 
     @classmethod
-    def load(cls, path: Path, device: str | torch.device = "cpu", inference_steps: int | None = None, index_kind: str = "flat") -> ModelBundle:
+    def load(cls, path: Path, device: str | torch.device = "cpu", inference_steps: int | None = None, index_kind: str | None = None) -> ModelBundle:
         return cls.from_artifact(load_artifact(resolve_artifact(path), device), inference_steps, index_kind)
 
 

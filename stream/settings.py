@@ -73,7 +73,10 @@ class WorkerSettings(KafkaSettings):
     )
     artifact: Path | None = Field(None, description="model artifact dir, or a registry dir whose live version (LATEST) is served (default: <home>/registry)")
     inference_steps: int | None = Field(None, ge=1, description="reverse diffusion steps at serving time (default: the artifact's)")
-    index_kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    index_kind: Literal["flat", "ivf", "hnsw"] | None = Field(
+        None, description="the item index to search: unset, the artifact's own (what bootstrap --index-kind built; flat when it has "
+        "none); set, that kind, built from the model's item embeddings when the artifact's is another",
+    )
     hot_swap: bool = Field(True, description="switch to new versions announced on model-updates or published in the served registry")
     model_poll_interval: float = Field(5.0, gt=0, description="seconds between checks of the served registry's LATEST pointer")
     # the common DIFFLSREC_THREADS, defaulting to 1 here: a micro-batch's tensors are tiny, and Faust's

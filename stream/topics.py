@@ -100,12 +100,28 @@ def require_reachable(bootstrap_servers: str, timeout: float = 3.0) -> None:
     raise KafkaConnectionError(f"no Kafka broker answers at {bootstrap_servers}")
 
 
+DEFAULT_KAFKA_PORT = 9092  # what kafka-python, aiokafka and Faust connect to when an entry names no port
+
+
 def bootstrap_addresses(bootstrap_servers: str) -> list[tuple[str, int]]:
-    """``host:port`` entries of a bootstrap list ("[::1]:9092" too); an entry without a numeric port is skipped
-    (nothing could connect to it)."""
+    """(host, port) of each entry of a bootstrap list, read as the Kafka clients read it: ``host:port``, ``host``
+    (port 9092), ``[::1]:9092``, ``[::1]`` or a bare ``::1``, with a ``PLAINTEXT://`` or ``kafka://`` prefix ignored.
+    An entry whose port is not a number is skipped. (Entries without a port used to be skipped too, so
+    ``KAFKA_BOOTSTRAP_SERVERS=kafka`` refused to start every command the clients would have run, and kept a
+    running worker's /health at 503.)"""
     addresses = []
     for server in bootstrap_servers.split(","):
-        host, _, port = server.strip().rpartition(":")
-        if port.isdigit():
-            addresses.append((host.strip("[]"), int(port)))
+        server = server.strip()
+        if "://" in server:
+            server = server.split("://", 1)[1]
+        server = server.rstrip("/")
+        if server.startswith("["):  # [v6]:port or [v6]
+            host, _, rest = server[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        elif server.count(":") == 1:
+            host, _, port = server.partition(":")
+        else:  # a host name, or an IPv6 address without brackets (and so without a port)
+            host, port = server, ""
+        if host and (port == "" or port.isdigit()):
+            addresses.append((host, int(port) if port else DEFAULT_KAFKA_PORT))
     return addresses

@@ -317,3 +317,26 @@ def test_input_validation(data):
         index.search(q, 0)
     with pytest.raises(TypeError, match="collections of ids"):
         index.search(q[:1], 5, exclude=["item-1"])
+
+
+def test_copies_to_and_from_the_gpu_hold_the_gpu_lock(tmp_path, monkeypatch):
+    """The one StandardGpuResources serves one thread at a time; a hot swap copies the new index to the GPU in its
+    loader thread while the engine thread searches the old one, so copies take the lock searches take. No GPU
+    is needed to check the locking: faiss's two copy functions are replaced by ones that record whether the lock
+    is held and hand the CPU index through (the real copies run in test_gpu_matches_cpu on a GPU machine)."""
+    import index.item_index as module
+
+    held = []
+
+    def copy(*args):
+        held.append(module._gpu_lock.locked())
+        return args[-1]
+
+    monkeypatch.setattr(module, "_gpu_res", object())  # no StandardGpuResources on a faiss-cpu build
+    monkeypatch.setattr(module.faiss, "index_cpu_to_gpu", copy, raising=False)
+    monkeypatch.setattr(module.faiss, "index_gpu_to_cpu", copy, raising=False)
+    monkeypatch.setattr(module, "_resolve_gpu", lambda use_gpu, kind: True)
+    x = clustered(200, D, 4, seed=1)
+    index = ItemIndex.build(x, [f"i{j}" for j in range(200)], kind="flat")
+    index.save(tmp_path / "idx")
+    assert held == [True, True]

@@ -210,3 +210,23 @@ def test_serving_another_step_count_than_the_artifacts_is_warned_about(tiny_arti
         other = ModelBundle.load(tiny_artifact_dir, inference_steps=own + 3)
     assert other.model.config.inference_steps == own + 3
     assert f"serving with {own + 3} reverse steps" in caplog.text and f"validated with {own}" in caplog.text
+
+
+def test_the_configured_index_kind_is_served_whatever_index_the_artifact_carries(tiny_artifact_dir, tmp_path):
+    """Unset, the artifact's own index is served (flat when it has none); set, that kind, built from the item
+    embeddings when the artifact's is another. Every artifact bootstrap publishes carries an index, and the
+    worker's INDEX_KIND used to be ignored for all of them."""
+    import shutil
+
+    from bootstrap.job import build_index
+    from model.artifact import load_artifact
+
+    artifact = tmp_path / "with-index"
+    shutil.copytree(tiny_artifact_dir, artifact)
+    loaded = load_artifact(artifact)
+    build_index(loaded.model, loaded.item_ids, "hnsw").save(artifact / "index")
+    assert ModelBundle.load(artifact).index.kind == "hnsw"  # unset: the artifact's own
+    flat = ModelBundle.load(artifact, index_kind="flat")
+    assert flat.index.kind == "flat" and len(flat.index) == len(loaded.item_ids) - 1
+    assert ModelBundle.load(tiny_artifact_dir).index.kind == "flat"  # no index in the artifact: flat
+    assert ModelBundle.load(tiny_artifact_dir, index_kind="ivf").index.kind == "ivf"

@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient
 from bootstrap.registry import Registry, RegistryError
 from stream.engine import resolve_artifact
 from stream.settings import WorkerSettings
-from stream.topics import ensure_topics
+from stream.topics import bootstrap_addresses, ensure_topics
 
 
 def _partitions(bootstrap: str, topic: str) -> int:
@@ -79,3 +79,12 @@ def test_partition_count_of_a_topic_or_none_when_it_is_missing(kafka_bootstrap, 
 
     assert partition_count(kafka_bootstrap, kafka_topic(partitions=3, prefix="count")) == 3
     assert partition_count(kafka_bootstrap, "no-such-topic-here") is None
+
+
+def test_bootstrap_addresses_are_read_as_the_kafka_clients_read_them():
+    """An entry without a port is port 9092 to kafka-python, aiokafka and Faust; it was skipped here, so
+    KAFKA_BOOTSTRAP_SERVERS=kafka refused every command and kept a running worker's /health at 503."""
+    assert bootstrap_addresses("kafka") == [("kafka", 9092)]
+    assert bootstrap_addresses("a:9093, b ,[::1]:9094,[::1],::1") == [("a", 9093), ("b", 9092), ("::1", 9094), ("::1", 9092), ("::1", 9092)]
+    assert bootstrap_addresses("PLAINTEXT://kafka:9095,kafka://k2") == [("kafka", 9095), ("k2", 9092)]
+    assert bootstrap_addresses("host:notaport,,") == []
