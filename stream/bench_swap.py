@@ -34,7 +34,20 @@ from stream.loadgen import HarnessLoop, OutputCollector, PacedProducer
 
 log = logging.getLogger(__name__)
 
-WINDOWS = {"before (10 s)": (-10.0, 0.0), "swap (0-2 s)": (0.0, 2.0), "after (2-10 s)": (2.0, 10.0)}
+def windows(publish_started: float, switch: float) -> dict[str, tuple[float, float]]:
+    """Latency windows by the time each event was sent: the 10 s before the publication began; from then until
+    the switch (the harness writing the version as a bootstrap job on the same machine would, the worker loading
+    it in the background, and the events queued behind the first batch the new version served); the 2 s after
+    the switch and the 8 s after those. ``switch`` is when the first event the new version answered was sent.
+    (Until 2026-12-07 the windows were cut at the *arrival* of the first new-version recommendation: every event
+    of the batch that switched, and the events queued behind it, had been sent before that, so the swap's own
+    pause was counted as "before" and the "swap" window could not show it.)"""
+    return {
+        "before publication (10 s)": (publish_started - 10.0, publish_started),
+        "publication to switch": (publish_started, switch),
+        "switch (0-2 s)": (switch, switch + 2.0),
+        "after (2-10 s)": (switch + 2.0, switch + 10.0),
+    }
 
 
 @dataclass
@@ -97,7 +110,11 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
                 producer.pace(events, warmup, cfg.rate, sent_at)
                 collector.wait_for(warmup, timeout=60)
                 phase = range(warm_n, warm_n + measured_n)
-                timer = threading.Timer(cfg.seconds / 2, lambda: published.setdefault("swap-b", _publish_copy(registry, source, "swap-b")))
+                def publish() -> None:
+                    published["started"] = time.time()
+                    published["swap-b"] = _publish_copy(registry, source, "swap-b")
+
+                timer = threading.Timer(cfg.seconds / 2, publish)
                 timer.start()
                 producer.pace(events, phase, cfg.rate, sent_at)
                 timer.join()
@@ -108,8 +125,9 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
 
     phase_ns = [n for n in phase if n in collector.received]
-    new = [collector.received[n] for n in phase_ns if collector.versions[n] == "swap-b"]
-    swapped_at = min(new) if new else None
+    new = [n for n in phase_ns if collector.versions[n] == "swap-b"]
+    swapped_at = min(collector.received[n] for n in new) if new else None  # the first new-version list arrives
+    switch = min(sent_at[n] for n in new) if new else None  # the first event the new version served was sent
     loaded = re.search(r"hot swap swap-a -> swap-b .*?in ([0-9.]+)s", worker_log)
     report = {
         "config": {k: str(v) for k, v in cfg.__dict__.items()},
@@ -121,16 +139,18 @@ def run_swap(cfg: SwapConfig, out: Path | None = None) -> dict:
         "versions_seen": sorted(set(collector.versions[n] for n in phase_ns)),
         "windows": {},
     }
-    if swapped_at is not None:
-        for name, (lo, hi) in WINDOWS.items():
-            ns = [n for n in phase_ns if lo <= sent_at[n] - swapped_at < hi]
+    if switch is not None and "started" in published:
+        report["publication_started_to_switch_s"] = switch - published["started"]
+        for name, (lo, hi) in windows(published["started"], switch).items():
+            ns = [n for n in phase_ns if lo <= sent_at[n] < hi]
             report["windows"][name] = _stats(np.array([collector.received[n] - sent_at[n] for n in ns]) * 1000)
     _print(report)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "swap.json").write_text(json.dumps(report, indent=2))
-        _plot(out / "swap_latency.png", [(sent_at[n] - sent_at[phase.start], 1000 * (collector.received[n] - sent_at[n])) for n in phase_ns],
-              None if swapped_at is None else swapped_at - sent_at[phase.start], cfg.rate)
+        t0 = sent_at[phase.start]
+        _plot(out / "swap_latency.png", [(sent_at[n] - t0, 1000 * (collector.received[n] - sent_at[n])) for n in phase_ns],
+              None if switch is None else switch - t0, cfg.rate, published["started"] - t0 if "started" in published else None)
     return report
 
 
@@ -140,10 +160,10 @@ def _print(report: dict) -> None:
           f"{report['first_new_version_after_publish_s']} s after publication; states re-encoded: {report['states_reencoded']}")
     for name, s in report["windows"].items():
         if s.get("events"):
-            print(f"  {name:>15}: {s['events']:5d} events  p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  max {s['max_ms']:7.1f} ms")
+            print(f"  {name:>25}: {s['events']:5d} events  p50 {s['p50_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  max {s['max_ms']:7.1f} ms")
 
 
-def _plot(path: Path, points: list[tuple[float, float]], swap_s: float | None, rate: int) -> None:
+def _plot(path: Path, points: list[tuple[float, float]], swap_s: float | None, rate: int, publish_s: float | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,8 +172,10 @@ def _plot(path: Path, points: list[tuple[float, float]], swap_s: float | None, r
     t, ms = np.array(points).T
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.scatter(t, ms, s=2, alpha=0.4, label="event -> recommendation")
+    if publish_s is not None:
+        ax.axvline(publish_s, color="grey", linestyle=":", label="publication of the new version begins")
     if swap_s is not None:
-        ax.axvline(swap_s, color="red", linestyle="--", label="first recommendation of the new version")
+        ax.axvline(swap_s, color="red", linestyle="--", label="switch (first event the new version served was sent)")
     ax.set_yscale("log")
     ax.set_xlabel("seconds since the measured period began")
     ax.set_ylabel("latency (ms, log scale)")

@@ -135,6 +135,15 @@ def test_bench_swap_measures_latency_around_a_hot_swap(kafka_bootstrap, tiny_art
     assert report["answered"] == report["events"] == 1000 and report["complete"]
     assert report["versions_seen"] == ["swap-a", "swap-b"]  # the swap happened while events flowed
     assert report["load_off_event_path_s"] > 0
-    assert report["windows"]["swap (0-2 s)"]["events"] > 0
+    # windows by send time from the publication's start and from the switch (the first event the new version served)
+    assert list(report["windows"]) == ["before publication (10 s)", "publication to switch", "switch (0-2 s)", "after (2-10 s)"]
+    assert report["windows"]["switch (0-2 s)"]["events"] > 0 and report["publication_started_to_switch_s"] > 0
     assert (tmp_path / "swap_latency.png").stat().st_size > 0
     assert json.loads((tmp_path / "swap.json").read_text())["versions_seen"] == ["swap-a", "swap-b"]
+
+
+def test_swap_windows_start_at_the_publication_and_at_the_switch():
+    from stream.bench_swap import windows
+
+    w = windows(publish_started=100.0, switch=101.5)
+    assert w == {"before publication (10 s)": (90.0, 100.0), "publication to switch": (100.0, 101.5), "switch (0-2 s)": (101.5, 103.5), "after (2-10 s)": (103.5, 111.5)}
