@@ -85,7 +85,7 @@ class WorkerSettings(KafkaSettings):
     engine_thread: bool = Field(True, description="run the model and FAISS in a thread of their own, beside Faust's event loop")
     # uvloop: ~7 % less worker CPU per event at 1,000 events/s and a shorter latency tail (stream/README.md)
     event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", description="event loop of the worker process (asyncio's own if uvloop is missing)")
-    # ~40 -> ~5 us of collections per event with many users per batch (stream.app.settle_heap, stream/README.md)
+    # ~30-50 -> ~1 us of collections per event with many users per batch (stream.app.settle_heap, stream/README.md)
     gc_threshold: tuple[int, int, int] = Field((50_000, 20, 100), description="the garbage collector's thresholds (gc.set_threshold) in the worker and the pass-through, e.g. [700, 10, 10] for Python's own")
     # input validation
     max_event_bytes: int = Field(4096, ge=64, description="larger events go to the DLQ as oversize")
