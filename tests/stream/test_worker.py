@@ -480,3 +480,38 @@ def test_a_worker_rides_out_a_broker_restart(how, local_kafka, tiny_artifact_dir
             _assert_state(worker, artifact, stream, deployment.logs())
     finally:
         deployment.close()
+
+
+def test_an_output_the_broker_refuses_is_never_committed_past(kafka_bootstrap, tiny_artifact_dir, tmp_path):
+    """Faust only logged a message the broker refused and committed past its event: here the recommendations
+    topic takes no message of a recommendation's size (max.message.bytes 200), as an expired batch of a partition
+    without a leader or a missing ACL would refuse them. Now the commit is refused and the worker stops; once the
+    topic takes them, a restarted worker answers every event."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    deployment = Deployment(kafka_bootstrap, tiny_artifact_dir, tmp_path, partitions=1)
+    out_topic = deployment.settings["recommendations_topic"]
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+
+    def topic_takes(size: int) -> None:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, out_topic, configs={"max.message.bytes": str(size)})])
+
+    try:
+        topic_takes(200)
+        worker = deployment.start_worker("w", find_free_port())
+        events = make_events(n_users=3, per_user=4, seed=13)
+        deployment.produce(events)
+        deadline = time.monotonic() + 90
+        while worker.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert worker.process.poll() not in (None, 0), deployment.logs()
+        assert "were not written" in worker.log_tail(400)
+        assert deployment.committed().get((deployment.settings["interactions_topic"], 0), 0) <= 0
+        topic_takes(1_048_588)
+        deployment.start_worker("w", find_free_port())
+        deployment.collect({e["event_id"] for e in events})
+        _assert_every_event_answered(deployment, events)
+    finally:
+        admin.close()
+        deployment.close()
