@@ -15,7 +15,9 @@ checkpoint, ``DIR/runs/<hash>.checkpoint.pt``, deleted once the run is kept). Ea
 model is kept too, as an artifact in ``DIR/runs/<hash>.model/`` (``report.json`` ``models`` maps run labels to
 them): evaluate it, serve it, or take it apart (``benchmarks/fusion_parts.py``) without training again. Several invocations on the same ``--out`` (e.g. the same command once per
 core or GPU, or with different ``--parts`` / ``--models``) share the work: each run is claimed with a lock
-file, and the last invocation to finish writes the complete report.
+file. Each invocation reports its own parts and models: of the same command, the last to finish writes the
+complete report; after invocations with different ``--parts`` / ``--models``, run the command with all of them
+(``--no-train`` to train nothing) for one report of everything.
 """
 
 from __future__ import annotations
