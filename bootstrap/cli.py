@@ -32,7 +32,7 @@ def bootstrap(
     patience: int = typer.Option(5),
     lr: float | None = typer.Option(None, help="Adam learning rate (default: the model's own, 3e-3 for DiffLSRec)"),
     max_minutes: float = typer.Option(None, help="wall-clock cap on training"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, envvar="DIFFLSREC_SEED"),
     warm_start: bool = typer.Option(True, help="start from the live model's weights"),
     tolerance: float = typer.Option(0.05, max=1.0, help="refuse a model whose validation NDCG@10 is below the live one's by more than this fraction of it (on the same users; negative: demand an improvement)"),
     alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="... and only when that shortfall is significant at this level (one-sided paired t-test over the validation users; 1 = on the means alone)"),
@@ -55,6 +55,8 @@ def bootstrap(
     settings = WorkerSettings()
     if not input and not from_topic:
         raise typer.BadParameter("give --input FILE and/or --from-topic")
+    if index_kind not in ("flat", "ivf", "hnsw"):  # before training: a typo used to surface only when the index was built
+        raise typer.BadParameter(f"--index-kind must be flat, ivf or hnsw, got {index_kind!r}")
     try:
         gate_rule = GateRule(tolerance, alpha)
     except ValueError as error:
@@ -91,7 +93,7 @@ def replay(
     input: list[Path] = typer.Option(..., "--input", "-i", help="historical interaction file(s), any supported format"),
     read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     users: int = typer.Option(None, help="replay a reproducible random subset of this many users"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, envvar="DIFFLSREC_SEED"),
     speed: float = typer.Option(None, help="compress the original timeline this many times"),
     rate: float = typer.Option(None, help="publish at this many events per second"),
     start_after: float = typer.Option(None, help="replay from this time on: a quantile in (0,1) (e.g. the bootstrap's --train-until) or epoch seconds"),

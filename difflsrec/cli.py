@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 
@@ -45,6 +46,8 @@ def _root(
     if not verbose:  # the Kafka clients log every connection at INFO, faiss each CPU variant it tries to load
         for noisy in ("kafka", "aiokafka", "faiss"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    if threads:  # the flag wins over DIFFLSREC_THREADS everywhere, the settings the worker reads included
+        os.environ["DIFFLSREC_THREADS"] = str(threads)
     apply_threads(threads or CommonSettings().threads)
 
 

@@ -56,3 +56,66 @@ def test_a_web_host_the_worker_cannot_listen_on_is_not_reported_as_a_port_in_use
     assert result.returncode == 1, result.stderr
     assert "cannot listen on 192.0.2.1: --web-host" in result.stderr and "must be an IPv4 address or name of this machine" in result.stderr, result.stderr
     assert "not free" not in result.stderr, result.stderr
+
+
+def test_device_from_the_environment_reaches_train_as_the_flag_does(tmp_path):
+    """DIFFLSREC_DEVICE is a documented setting: train, benchmark and reproduce ignored it (bootstrap honoured
+    it), so DIFFLSREC_DEVICE=cpu did not keep training off a GPU. Here CUDA, which this machine lacks, is refused
+    the same way from the flag and from the environment (the environment's used to train on the CPU, exit 0)."""
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    data = tmp_path / "tiny.csv"
+    data.write_text("user,item,timestamp\n" + "".join(f"u{u},i{(u + k) % 12},{1000 * u + k}\n" for u in range(30) for k in range(8)))
+    args = ("train", "--input", str(data), "--kcore", "0", "--epochs", "1", "--out", str(tmp_path / "out"))
+    flag = difflsrec(*args, "--device", "cuda")
+    env = difflsrec(*args, env={"DIFFLSREC_DEVICE": "cuda"})
+    assert flag.returncode == env.returncode == 1, env.stderr
+    assert "device 'cuda' requested but torch.cuda.is_available() is False" in env.stderr, env.stderr
+
+
+def _commands():
+    import typer.main
+
+    from difflsrec.cli import _mount, app
+
+    if not app.registered_commands:
+        _mount()
+    return app, typer.main.get_command(app)
+
+
+def test_seed_and_device_options_read_their_documented_environment_variables():
+    """DIFFLSREC_SEED was documented and parsed but read by no command; every --seed and --device now defaults to
+    its variable (a flag still wins)."""
+    commands = _commands()[1].commands
+    envvars = {}
+    for name, command in commands.items():
+        for sub in getattr(command, "commands", {"": command}).values():
+            for param in sub.params:
+                if param.name in ("seed", "device"):
+                    envvars[(name, sub.name, param.name)] = param.envvar
+    seeds = {k: v for k, v in envvars.items() if k[2] == "seed"}
+    devices = {k: v for k, v in envvars.items() if k[2] == "device"}
+    assert len(seeds) >= 6 and set(seeds.values()) == {"DIFFLSREC_SEED"}, seeds
+    assert len(devices) >= 3 and set(devices.values()) == {"DIFFLSREC_DEVICE"}, devices
+
+
+def test_the_threads_flag_wins_over_the_environment_for_the_worker_too(monkeypatch):
+    """`difflsrec --threads 3 worker` set torch's threads, then the worker set them again from its settings
+    (DIFFLSREC_THREADS, default 1): the flag was lost."""
+    from typer.testing import CliRunner
+
+    from stream.settings import WorkerSettings
+
+    app, _ = _commands()
+    monkeypatch.setenv("DIFFLSREC_THREADS", "2")
+    result = CliRunner().invoke(app, ["--threads", "3", "models"])
+    assert result.exit_code == 0, result.output
+    assert WorkerSettings().threads == 3
+
+
+def test_a_mistyped_index_kind_is_refused_before_bootstrap_trains(tmp_path):
+    result = difflsrec("bootstrap", "--input", str(tmp_path / "none.csv"), "--index-kind", "hnws", "--no-announce", "--registry", str(tmp_path / "reg"))
+    assert result.returncode == 2 and "--index-kind must be flat, ivf or hnsw, got 'hnws'" in result.stderr, result.stderr

@@ -105,7 +105,7 @@ def prepare(
     read: ReadOptions = ReadOptions(),  # --format, --item-key, --user-col, ... (reads_interactions)
     kcore: int = typer.Option(5, help="minimum interactions per user and item (0 = off)"),
     users: int = typer.Option(None, help="random subset of this many users (after the k-core)"),
-    seed: int = typer.Option(0, help="seed of the user subset"),
+    seed: int = typer.Option(0, envvar="DIFFLSREC_SEED", help="seed of the user subset"),
     split: str = typer.Option("loo", help="loo | timeline"),
     timeline_cuts: tuple[float, float] = TIMELINE_CUTS,
     cache_dir: Path = typer.Option(None, help="default: $DIFFLSREC_HOME/prepared"),
