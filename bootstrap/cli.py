@@ -55,8 +55,10 @@ def bootstrap(
     settings = WorkerSettings()
     if not input and not from_topic:
         raise typer.BadParameter("give --input FILE and/or --from-topic")
-    if index_kind not in ("flat", "ivf", "hnsw"):  # before training: a typo used to surface only when the index was built
-        raise typer.BadParameter(f"--index-kind must be flat, ivf or hnsw, got {index_kind!r}")
+    from index.item_index import KINDS
+
+    if index_kind not in KINDS:  # before training: a typo used to surface only when the index was built
+        raise typer.BadParameter(f"--index-kind must be {', '.join(KINDS[:-1])} or {KINDS[-1]}, got {index_kind!r}")
     try:
         gate_rule = GateRule(tolerance, alpha)
     except ValueError as error:

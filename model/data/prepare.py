@@ -199,10 +199,9 @@ def build(paths: list[Path], formats: list[str], options: PrepareOptions) -> Pre
         short = int(np.count_nonzero((counts > 0) & (counts < LOO_MIN_LENGTH)))
         if short:
             log.warning("leave-one-out: dropping %d users with fewer than %d interactions", short, LOO_MIN_LENGTH)
-            if options.kcore:  # (only k < 3 gets here) dropping users can take items below k: keep it a k-core
-                table = table.take(kcore_index(table.users, table.items, options.kcore, user_min=LOO_MIN_LENGTH))
-            else:
-                table = table.take(np.flatnonzero(counts[table.users] >= LOO_MIN_LENGTH))
+            # with a k-core (only k < 3 gets here) dropping users can take items below k, so it is taken again with
+            # users of at least 3; with none (k = 0) this is the plain drop of the short users
+            table = table.take(kcore_index(table.users, table.items, options.kcore, user_min=LOO_MIN_LENGTH))
             record("loo_min_length")
     if len(table.users) == 0:
         raise ValueError(f"no interactions left after preprocessing {[str(p) for p in paths]}: steps {steps}")
